@@ -1,0 +1,106 @@
+"""Public value types: retry policy, run information, history events, pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Event", "PruneResult", "RetryPolicy", "RunInfo", "RunPage", "seconds"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing step is retried. Attempts and backoff are recorded in the log, so a
+    crash during backoff neither resets the count nor shortens the wait.
+
+    ``max_attempts=1`` means no retry. Exceptions whose type is in ``non_retryable`` fail
+    the step at once. The delay before attempt ``n+1`` is
+    ``min(initial_interval * backoff ** (n - 1), max_interval)`` seconds.
+    """
+
+    max_attempts: int = 3
+    initial_interval: float = 1.0
+    backoff: float = 2.0
+    max_interval: float = 60.0
+    non_retryable: tuple[type[BaseException], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("RetryPolicy.max_attempts must be at least 1")
+        if self.initial_interval < 0 or self.max_interval < 0 or self.backoff < 1:
+            raise ValueError(
+                "RetryPolicy needs initial_interval >= 0, max_interval >= 0 and backoff >= 1"
+            )
+        object.__setattr__(self, "non_retryable", tuple(self.non_retryable))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.initial_interval * self.backoff ** (attempt - 1), self.max_interval))
+
+    def retries(self, error: BaseException, attempt: int) -> bool:
+        """Whether a failure of attempt ``attempt`` with ``error`` is retried."""
+        if attempt >= self.max_attempts:
+            return False
+        return not (self.non_retryable and isinstance(error, self.non_retryable))
+
+
+class RunInfo(BaseModel):
+    """What pgdurable knows about a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    workflow: str
+    status: str
+    args: list[Any] | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    custom_status: Any = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    parent_run_id: str | None = None
+    source_run_id: str | None = None
+    idempotency_key: str | None = None
+
+
+class Event(BaseModel):
+    """One entry of a run's log."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    type: str
+    created_at: datetime
+    data: dict[str, Any]
+
+
+class RunPage(BaseModel):
+    """A page of :meth:`App.list_runs`, newest first."""
+
+    runs: list[RunInfo]
+    total: int
+
+
+class PruneResult(BaseModel):
+    """What :meth:`App.prune` deleted."""
+
+    runs: int = 0
+    events: int = 0
+    signals: int = 0
+
+
+def seconds(value: float | timedelta | None, what: str) -> float | None:
+    """A duration given as seconds or a timedelta, validated."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be seconds (a number) or a timedelta, not {value!r}")
+    if value < 0:
+        raise ValueError(f"{what} must not be negative, got {value}")
+    return float(value)

@@ -1,0 +1,372 @@
+"""The commands: each takes the parsed arguments and returns the exit status."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import signal
+import sys
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import pydantic_core
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .. import _embedded
+from .._models import PruneResult
+from ._common import (
+    CliError,
+    bare_app,
+    err_console,
+    load_app,
+    one_line,
+    out_console,
+    parse_duration,
+    parse_json,
+    print_json,
+)
+from ._render import format_time, print_run, runs_table
+
+__all__ = [
+    "cmd_db",
+    "cmd_emit",
+    "cmd_fork",
+    "cmd_operate",
+    "cmd_prune",
+    "cmd_replay",
+    "cmd_rerun",
+    "cmd_runs",
+    "cmd_show",
+    "cmd_signal",
+    "cmd_start",
+    "cmd_worker",
+]
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as plain JSON data (objects JSON cannot hold become their repr)."""
+    return pydantic_core.to_jsonable_python(value, fallback=repr)
+
+
+def _note(message: str) -> None:
+    err_console().print(Text(message, style="dim"))
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """SIGTERM arrived before the worker was running (so there is nothing to wind down)."""
+
+
+def _stop_early(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """``durable worker APP``: run a worker until SIGINT/SIGTERM."""
+    # Until the worker installs its own graceful handlers, SIGTERM just ends the command.
+    previous = signal.signal(signal.SIGTERM, _stop_early)
+    try:
+        return _run_worker(args)
+    except _Stop:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    options: dict[str, Any] = {}
+    if args.lease_seconds is not None:
+        options["lease_seconds"] = args.lease_seconds
+    if args.poll_interval is not None:
+        options["poll_interval"] = args.poll_interval
+    with load_app(args.app, args) as app:
+        app.store  # noqa: B018 - connect and migrate now, so a bad DSN fails before we start
+        names = ", ".join(sorted(app.workflows)) or "none"
+        _note(
+            f"pgdurable worker: concurrency {args.concurrency}, workflows: {names}; "
+            "stop with Ctrl-C or SIGTERM"
+        )
+        app.run_worker(concurrency=args.concurrency, **options)
+    _note("pgdurable worker: stopped")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """``durable start APP WORKFLOW [ARG_JSON ...]``: start a run, print its id (or, with
+    ``--wait``, its result)."""
+    values = [parse_json(raw, f"argument {i}") for i, raw in enumerate(args.args, start=1)]
+    with load_app(args.app, args) as app:
+        _check_arguments(app.workflow_def(args.workflow).fn, args.workflow, values)
+        handle = app.start(
+            args.workflow, *values, run_id=args.run_id, idempotency_key=args.idempotency_key
+        )
+        if not args.wait:
+            print(handle.run_id)
+            return 0
+        if sys.stderr.isatty():  # chatter for a human; a script sees only the result
+            _note(f"run {handle.run_id} started; waiting for its result (a worker must run)")
+        try:
+            result = handle.result(timeout=args.timeout)
+        except TimeoutError as exc:
+            raise CliError(one_line(str(exc)), code=1) from None
+        print_json(_jsonable(result))
+    return 0
+
+
+def _check_arguments(fn: Any, name: str, values: list[Any]) -> None:
+    """Refuse to start a run whose arguments do not fit the workflow's parameters."""
+    signature = inspect.signature(fn)
+    try:
+        signature.bind(None, *values)  # None stands for the Context
+    except TypeError as exc:
+        params = [_describe(p) for p in list(signature.parameters.values())[1:]]
+        wanted = (
+            f"({', '.join(params)}) after the context, one ARG_JSON each"
+            if params
+            else "no arguments after the context"
+        )
+        raise CliError(f"wrong arguments for workflow {name!r}: {exc}; it takes {wanted}") from None
+
+
+def _describe(param: inspect.Parameter) -> str:
+    """``name: type`` of a parameter, as written in the source."""
+    text = param.name
+    if param.kind is inspect.Parameter.VAR_POSITIONAL:
+        text = "*" + text
+    annotation = param.annotation
+    if annotation is not inspect.Parameter.empty:
+        shown = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        text += f": {shown or annotation}"
+    if param.default is not inspect.Parameter.empty:
+        text += f" = {param.default!r}"
+    return text
+
+
+# -- inspecting ---------------------------------------------------------------------------
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``durable runs``: a table of runs, newest first."""
+    with bare_app(args) as app:
+        page = app.list_runs(
+            workflow=args.workflow,
+            status=args.status,
+            search=args.search,
+            limit=args.limit,
+            offset=args.offset,
+        )
+    if args.json:
+        print_json(page.model_dump(mode="json", fallback=repr))
+        return 0
+    console = out_console()
+    if not page.runs:
+        console.print(f"no runs (of {page.total} matching)" if page.total else "no runs")
+        return 0
+    console.print(runs_table(page))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """``durable show RUN_ID``: the run and its history timeline."""
+    with bare_app(args) as app:
+        run = app.get_run(args.run_id)
+        history = app.history(args.run_id)
+    if args.json:
+        data = run.model_dump(mode="json", fallback=repr)
+        data["history"] = [e.model_dump(mode="json") for e in history]
+        print_json(data)
+        return 0
+    print_run(out_console(), run, history)
+    return 0
+
+
+# -- talking to runs ----------------------------------------------------------------------
+
+
+def cmd_signal(args: argparse.Namespace) -> int:
+    """``durable signal RUN_ID NAME [PAYLOAD_JSON]``."""
+    payload = None if args.payload is None else parse_json(args.payload, "PAYLOAD_JSON")
+    with bare_app(args) as app:
+        app.signal(args.run_id, args.name, payload)
+    print(f"signal {args.name!r} sent to run {args.run_id}")
+    return 0
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    """``durable emit KEY [PAYLOAD_JSON]``: a latched event; the first emission wins."""
+    payload = None if args.payload is None else parse_json(args.payload, "PAYLOAD_JSON")
+    with bare_app(args) as app:
+        first = app.emit_event(args.key, payload)
+    if first:
+        print(f"event {args.key!r} emitted")
+    else:
+        print(f"event {args.key!r} was emitted before; the first payload is kept")
+    return 0
+
+
+_OPERATIONS = {
+    "pause": "pause requested: the run stops at its next yield",
+    "resume": "resumed",
+    "cancel": "cancel requested: durable.Cancelled is raised at the run's current yield",
+    "retry": "retrying: it continues from where it stopped once a worker picks it up",
+}
+
+
+def cmd_operate(args: argparse.Namespace) -> int:
+    """``durable pause|resume|cancel|retry RUN_ID``."""
+    with bare_app(args) as app:
+        if args.command == "pause":
+            app.pause(args.run_id)
+        elif args.command == "resume":
+            app.resume(args.run_id)
+        elif args.command == "cancel":
+            app.cancel(args.run_id, args.reason)
+        else:
+            app.retry(args.run_id)
+    print(f"run {args.run_id}: {_OPERATIONS[args.command]}")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """``durable rerun RUN_ID``: a new run with the same workflow and arguments."""
+    context = load_app(args.app, args) if args.app else bare_app(args)
+    with context as app:
+        handle = app.rerun(args.run_id)
+    print(handle.run_id)
+    return 0
+
+
+def cmd_fork(args: argparse.Namespace) -> int:
+    """``durable fork RUN_ID --at SEQ``: a new run whose log starts as a copy up to SEQ."""
+    context = load_app(args.app, args) if args.app else bare_app(args)
+    with context as app:
+        try:
+            handle = app.fork(args.run_id, args.at)
+        except ValueError as exc:
+            raise CliError(f"--at {args.at}: {one_line(str(exc))}") from None
+    print(handle.run_id)
+    return 0
+
+
+# -- maintenance --------------------------------------------------------------------------
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``durable prune --older-than 7d``: delete runs that ended before the cutoff."""
+    age = parse_duration(args.older_than)
+    cutoff = datetime.now(UTC) - age
+    total = PruneResult()
+    with bare_app(args) as app:
+        app.store  # noqa: B018 - connect first, so the progress display shows only pruning
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=err_console(),
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(f"pruning runs that ended before {format_time(cutoff)}")
+            for runs, events, signals in app._prune_batches(cutoff, args.batch):
+                total = PruneResult(
+                    runs=total.runs + runs,
+                    events=total.events + events,
+                    signals=total.signals + signals,
+                )
+                progress.update(
+                    task,
+                    description=f"pruned {total.runs} runs, {total.events} events, "
+                    f"{total.signals} signals",
+                )
+    if args.json:
+        print_json(total.model_dump(mode="json"))
+    else:
+        print(
+            f"pruned {total.runs} runs, {total.events} events and {total.signals} signals "
+            f"(runs that ended before {format_time(cutoff)})"
+        )
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``durable replay APP``: replay stored logs against the code; exit 1 on a mismatch."""
+    from ._replay import check_runs
+
+    with load_app(args.app, args) as app:
+        if args.workflow is not None and args.workflow not in app.workflows:
+            app.workflow_def(args.workflow)  # raises WorkflowNotFound with the known names
+        report = check_runs(app, workflow=args.workflow, limit=args.limit)
+    console = out_console()
+    for m in report.mismatches:
+        label = "ERROR" if m.crashed else "MISMATCH"
+        console.print(
+            Text.assemble(
+                (label, "bold red"),
+                f" run {m.run_id} ({m.workflow}, {m.status}): ",
+                one_line(m.message),
+            )
+        )
+    summary = f"checked {report.checked} runs, {len(report.mismatches)} mismatched"
+    if report.skipped:
+        names = ", ".join(sorted(report.skipped))
+        summary += (
+            f", skipped {report.skipped_total} runs of workflows {args.app} does not "
+            f"register ({names})"
+        )
+    console.print(Text(summary, style="bold red" if report.mismatches else "green"))
+    return 1 if report.mismatches else 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    """``durable db [status|start|stop|url]``: the embedded PostgreSQL server."""
+    action = args.action or "status"
+    home = args.home
+    if action == "url":
+        print(_embedded.embedded_url(home))
+    elif action == "start":
+        if not _embedded.embedded_status(home)["running"]:
+            _note("starting the embedded server (the first start initialises it)...")
+        print(_embedded.embedded_start(home))
+    elif action == "stop":
+        stopped = _embedded.embedded_stop(home)
+        print("stopped" if stopped else "not running")
+    else:
+        _db_status(args)
+    return 0
+
+
+def _db_status(args: argparse.Namespace) -> None:
+    status = _embedded.embedded_status(args.home)
+    if args.json:
+        print_json(status)
+        return
+    console = out_console()
+    running = status["running"]
+    console.print(
+        Text.assemble(
+            ("running  ", "bold"),
+            ("yes", "green") if running else ("no", "yellow"),
+            f" (pid {status['pid']})" if running else "",
+        )
+    )
+    rows = [
+        ("home", status["home"]),
+        ("data dir", status["data_dir"] + ("" if status["initialized"] else " (not created yet)")),
+        ("url", status["url"]),
+        ("log", status["log"]),
+        ("version", status["version"] or "not installed: pip install 'pgdurable[embedded]'"),
+    ]
+    for key, value in rows:
+        console.print(Text.assemble((f"{key:<9}", "bold"), str(value)))
+    if args.dsn or os.environ.get("DURABLE_DSN"):
+        _note("note: a DSN is configured (--dsn or DURABLE_DSN); pgdurable uses that one")

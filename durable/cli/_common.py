@@ -1,0 +1,219 @@
+"""What every command shares: errors, consoles, loading the App, parsing arguments."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import re
+import sys
+import traceback
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from rich.console import Console
+
+from .._app import App
+
+__all__ = [
+    "STATUSES",
+    "CliError",
+    "bare_app",
+    "check_dsn",
+    "err_console",
+    "load_app",
+    "one_line",
+    "out_console",
+    "parse_duration",
+    "parse_json",
+    "print_json",
+]
+
+STATUSES = (
+    "pending",
+    "running",
+    "waiting",
+    "paused",
+    "completed",
+    "failed",
+    "cancelled",
+    "timed_out",
+    "blocked",
+)
+"""Every status a run can have."""
+
+_JSON_HINT = "quote strings like '\"text\"'"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+class CliError(Exception):
+    """A mistake the user can fix: printed as one line on stderr, exit status ``code``."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def one_line(text: str) -> str:
+    """``text`` squeezed onto one line (error messages must not spill)."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def _console(stderr: bool) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty() and "COLUMNS" not in os.environ:
+        width = 200  # piped output: do not squeeze run ids into 80 columns
+    return Console(file=stream, width=width, highlight=False, soft_wrap=True)
+
+
+def out_console() -> Console:
+    """A rich console on stdout (the streams are looked up now, so tests can swap them)."""
+    return _console(stderr=False)
+
+
+def err_console() -> Console:
+    """A rich console on stderr, for progress displays and notes."""
+    return _console(stderr=True)
+
+
+def print_json(value: Any) -> None:
+    """Write ``value`` as JSON on stdout, and nothing else."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def parse_json(text: str, what: str) -> Any:
+    """``json.loads(text)``, or a :class:`CliError` naming ``what`` and how to fix it."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(
+            f"{what} is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno}); "
+            f"{_JSON_HINT}"
+        ) from None
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30s``, ``15m``, ``12h``, ``7d`` or ``2w`` as a timedelta."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise CliError(
+            f"--older-than must be a number followed by a unit (s, m, h, d or w), "
+            f"like 7d or 12h; got {text!r}"
+        )
+    amount, unit = float(match.group(1)), match.group(2)
+    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+
+
+# -- the App ------------------------------------------------------------------------------
+
+
+def check_dsn(args: argparse.Namespace) -> None:
+    """Reject a malformed ``--dsn`` / ``$DURABLE_DSN`` with one line, before connecting."""
+    dsn = args.dsn or os.environ.get("DURABLE_DSN")
+    if not dsn:
+        return
+    where = "--dsn" if args.dsn else "DURABLE_DSN"
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise CliError(
+            f"{where} is not a valid PostgreSQL connection string ({one_line(str(exc))}); "
+            "use postgresql://user@host:port/dbname or 'host=... dbname=...'"
+        ) from None
+
+
+@contextlib.contextmanager
+def bare_app(args: argparse.Namespace) -> Iterator[App]:
+    """An App with no workflows registered, for commands that only talk to the database."""
+    check_dsn(args)
+    app = App(args.dsn, schema=args.schema or "durable")
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+@contextlib.contextmanager
+def load_app(spec: str, args: argparse.Namespace) -> Iterator[App]:
+    """Import ``module:attribute`` (``module`` alone means ``module:app``) and return the
+    :class:`durable.App` it names, with ``--dsn`` / ``--schema`` applied."""
+    check_dsn(args)
+    if args.dsn:
+        # Seen by an App() created at import time without a DSN, and by module-level code.
+        os.environ["DURABLE_DSN"] = args.dsn
+    app = _import_app(spec)
+    if app._store is None:  # not opened at import time: the command line has the last word
+        if args.dsn:
+            app._dsn_arg = args.dsn
+        if args.schema:
+            app.schema = args.schema
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _import_app(spec: str) -> App:
+    module_name, _, attribute = spec.partition(":")
+    attribute = attribute or "app"
+    if not module_name or not all(part.isidentifier() for part in module_name.split(".")):
+        raise CliError(f"APP must look like module:attribute (e.g. shop:app), not {spec!r}")
+    if module_name.endswith(".py"):
+        raise CliError(
+            f"APP names a module, not a file: use {module_name[:-3]}:{attribute} "
+            f"rather than {spec!r}"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (
+            module_name == exc.name or module_name.startswith(exc.name + ".")
+        ):
+            raise CliError(
+                f"cannot import module {module_name!r} ({exc}); run durable from the "
+                "directory that contains it, or add that directory to PYTHONPATH"
+            ) from None
+        raise CliError(_import_failure(module_name, exc)) from None
+    except Exception as exc:  # the user's module raised while importing
+        raise CliError(_import_failure(module_name, exc)) from None
+    value: Any = module
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise CliError(
+                f"module {module_name!r} has no attribute {attribute!r}; "
+                "APP is module:attribute naming a durable.App"
+            ) from None
+    if not isinstance(value, App):
+        raise CliError(
+            f"{module_name}:{attribute} is a {type(value).__name__}, not a durable.App; "
+            "point APP at the App object (e.g. shop:app)"
+        )
+    return value
+
+
+def _import_failure(module_name: str, exc: BaseException) -> str:
+    """One line: what the module raised and where."""
+    where = ""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    if frames and not isinstance(exc, SyntaxError):  # a SyntaxError names its line itself
+        last = frames[-1]
+        where = f" at {Path(last.filename).name}:{last.lineno}"
+    return (
+        f"importing {module_name!r} failed: {type(exc).__name__}: {one_line(str(exc))}{where}; "
+        "fix the module and try again"
+    )

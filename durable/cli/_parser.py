@@ -1,0 +1,374 @@
+"""The argument parser of ``durable``: commands, options and their help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn, Protocol
+
+from ._commands import (
+    cmd_db,
+    cmd_emit,
+    cmd_fork,
+    cmd_operate,
+    cmd_prune,
+    cmd_replay,
+    cmd_rerun,
+    cmd_runs,
+    cmd_show,
+    cmd_signal,
+    cmd_start,
+    cmd_worker,
+)
+from ._common import STATUSES
+
+__all__ = ["build_parser"]
+
+DESCRIPTION = """\
+pgdurable: durable execution for Python generator workflows, on PostgreSQL.
+
+Database: --dsn, else $DURABLE_DSN, else the embedded PostgreSQL server whose data
+lives in $DURABLE_HOME (default ./.durable), started on first use.
+APP is module:attribute naming a durable.App (e.g. shop:app), imported with the
+current directory on the module path."""
+
+EPILOG = """\
+exit status: 0 success, 1 a failed check or a run that failed (start --wait,
+replay with a mismatch), 2 bad usage (bad argument, unknown run or workflow,
+module that does not import, database not reachable).
+
+Run 'durable COMMAND --help' for the options of a command."""
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _add_database_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    # On the subcommands the defaults are SUPPRESS, so `durable --dsn X runs` and
+    # `durable runs --dsn X` both work without one overwriting the other.
+    default = None if top else argparse.SUPPRESS
+    group = parser.add_argument_group("database")
+    group.add_argument(
+        "--dsn",
+        default=default,
+        metavar="DSN",
+        help="PostgreSQL connection string (default: $DURABLE_DSN, else the embedded server)",
+    )
+    group.add_argument(
+        "--schema",
+        default=default,
+        metavar="NAME",
+        help="schema that holds pgdurable's tables (default: durable, or the App's own)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``durable`` command line."""
+    from .. import __version__
+
+    parser = _Parser(
+        prog="durable", description=DESCRIPTION, epilog=EPILOG, formatter_class=_FORMATTER
+    )
+    parser.add_argument("--version", action="version", version=f"pgdurable {__version__}")
+    _add_database_options(parser, top=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+
+    def command(name: str, summary: str, description: str = "") -> argparse.ArgumentParser:
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=description or summary,
+            formatter_class=_FORMATTER,
+        )
+        _add_database_options(p, top=False)
+        return p
+
+    _running_commands(command)
+    _inspecting_commands(command)
+    _operating_commands(command)
+    _maintenance_commands(command)
+    return parser
+
+
+def _running_commands(command: _Factory) -> None:
+    p = command(
+        "worker",
+        "run a worker: claim runs, replay them, execute their steps",
+        "Run a worker in this process until SIGINT or SIGTERM. On a signal it claims no\n"
+        "new work, lets running steps finish and be recorded, and releases its leases\n"
+        "(exit status 0). Start as many workers, on as many machines, as you like.",
+    )
+    p.add_argument("app", metavar="APP", help="module:attribute naming a durable.App")
+    p.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="steps executed at once (default: 16)",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="how long a claim lasts without a heartbeat (default: 30)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="safety-net poll for due work; notifications usually wake it sooner (default: 1)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="logging level (default: info)",
+    )
+    p.set_defaults(handler=cmd_worker)
+
+    p = command(
+        "start",
+        "start a run of a workflow and print its run id",
+        "Start a run and print its run id. Each ARG_JSON is one positional argument of\n"
+        "the workflow, written as JSON: 42, '\"text\"', '{\"id\": 7}'.\n\n"
+        "This command runs nothing itself: a worker (`durable worker APP`) must be running\n"
+        "somewhere for the run to make progress. With --wait it blocks until the run ends\n"
+        "and prints the result as JSON (exit status 1 if the run fails, is cancelled or\n"
+        "times out).",
+    )
+    p.add_argument("app", metavar="APP", help="module:attribute naming a durable.App")
+    p.add_argument("workflow", metavar="WORKFLOW", help="the workflow's registered name")
+    p.add_argument("args", metavar="ARG_JSON", nargs="*", help="workflow arguments, as JSON")
+    p.add_argument("--run-id", metavar="ID", help="the run id (default: a new uuid4)")
+    p.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="start nothing if a run of this workflow has this key; print its id instead",
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the run to end and print its result as JSON (needs a running worker)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="with --wait: give up after S seconds (exit status 1)",
+    )
+    p.set_defaults(handler=cmd_start)
+
+
+def _inspecting_commands(command: _Factory) -> None:
+    p = command("runs", "list runs, newest first")
+    p.add_argument("--workflow", metavar="W", help="only runs of this workflow")
+    p.add_argument(
+        "--status",
+        metavar="S",
+        choices=STATUSES,
+        help=f"only runs with this status: {', '.join(STATUSES)}",
+    )
+    p.add_argument("--search", metavar="TEXT", help="search run ids, idempotency keys, workflows")
+    p.add_argument(
+        "--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default: 50)"
+    )
+    p.add_argument(
+        "--offset",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="skip the first N runs (default: 0)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"runs": [...], "total": N} as JSON and nothing else',
+    )
+    p.set_defaults(handler=cmd_runs)
+
+    p = command(
+        "show",
+        "show a run: status, arguments, result or error, history timeline",
+        "Show a run: status, workflow, arguments, result or error, custom status, times,\n"
+        "parent and source runs, then its history: one line per event with its seq, the\n"
+        "time since the first event, its type and a summary of its data.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument(
+        "--json", action="store_true", help='print the run as JSON, with its events under "history"'
+    )
+    p.set_defaults(handler=cmd_show)
+
+
+def _operating_commands(command: _Factory) -> None:
+    p = command(
+        "signal",
+        "send a signal to a run",
+        "Send a durable signal: FIFO per name, buffered until the run waits for it with\n"
+        "ctx.wait_signal(NAME), delivered exactly once. PAYLOAD_JSON defaults to null.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("payload", metavar="PAYLOAD_JSON", nargs="?", help="the payload, as JSON")
+    p.set_defaults(handler=cmd_signal)
+
+    p = command(
+        "emit",
+        "emit a latched event (the first emission of a key wins)",
+        "Emit a latched event: every ctx.wait_event(KEY), past or future, in any run,\n"
+        "receives the payload of the first emission; later emissions change nothing.",
+    )
+    p.add_argument("key", metavar="KEY")
+    p.add_argument("payload", metavar="PAYLOAD_JSON", nargs="?", help="the payload, as JSON")
+    p.set_defaults(handler=cmd_emit)
+
+    for name, summary in (
+        ("pause", "pause a run at its next yield"),
+        ("resume", "resume a paused run"),
+        ("cancel", "cancel a run (durable.Cancelled is raised at its current yield)"),
+        ("retry", "continue a failed or blocked run from where it stopped"),
+    ):
+        p = command(name, summary)
+        p.add_argument("run_id", metavar="RUN_ID")
+        if name == "cancel":
+            p.add_argument("--reason", metavar="TEXT", help="why (recorded in the log)")
+        p.set_defaults(handler=cmd_operate)
+
+    app_help = "module:attribute of the App, so the new run gets its workflow's timeout (optional)"
+    p = command(
+        "rerun",
+        "start a new run with the same workflow and arguments",
+        "Start a new run of the same workflow with the same arguments; its source run is\n"
+        "RUN_ID. Prints the new run id.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--app", metavar="APP", help=app_help)
+    p.set_defaults(handler=cmd_rerun)
+
+    p = command(
+        "fork",
+        "start a new run whose log is a copy of a run's log up to a seq",
+        "Start a new run whose log starts as a copy of RUN_ID's log up to event SEQ (see\n"
+        "`durable show RUN_ID`), so the steps recorded there are not executed again.\n"
+        "Prints the new run id.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument(
+        "--at", type=_positive_int, required=True, metavar="SEQ", help="the last event to copy"
+    )
+    p.add_argument("--app", metavar="APP", help=app_help)
+    p.set_defaults(handler=cmd_fork)
+
+
+def _maintenance_commands(command: _Factory) -> None:
+    p = command(
+        "prune",
+        "delete runs that ended before a cutoff, with their logs",
+        "Delete runs that ended (completed, failed, cancelled, timed out) more than\n"
+        "--older-than ago, with all their events and signals, in short batches.",
+    )
+    p.add_argument(
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="a number and a unit: 30s, 15m, 12h, 7d, 2w",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=500,
+        metavar="N",
+        help="runs deleted per transaction (default: 500)",
+    )
+    p.add_argument("--json", action="store_true", help="print the counts as JSON")
+    p.set_defaults(handler=cmd_prune)
+
+    p = command(
+        "replay",
+        "replay stored logs against today's code; exit 1 on any mismatch",
+        "Replay the logs of stored runs (newest first) against the workflow code of APP\n"
+        "as it is now, without executing steps or writing anything. Prints one line per\n"
+        "run whose log the code no longer reproduces (a worker would block it) and a\n"
+        "summary; exit status 1 if any mismatched. Run it before deploying new code.\n"
+        "Runs of workflows APP does not register are skipped.",
+    )
+    p.add_argument("app", metavar="APP", help="module:attribute naming a durable.App")
+    p.add_argument("--workflow", metavar="W", help="only runs of this workflow")
+    p.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="check at most the N newest runs (default: 1000)",
+    )
+    p.set_defaults(handler=cmd_replay)
+
+    p = command(
+        "db",
+        "the embedded PostgreSQL server: status, start, stop, url",
+        "Manage the embedded PostgreSQL server whose data lives in $DURABLE_HOME\n"
+        "(default ./.durable). It is what pgdurable uses when no DSN is configured.\n\n"
+        "  status  whether it runs, its data directory, pid and url (the default)\n"
+        "  start   start it unless it runs, and print its url\n"
+        "  stop    stop it\n"
+        "  url     print its DSN (without starting it)",
+    )
+    p.add_argument(
+        "action",
+        metavar="ACTION",
+        nargs="?",
+        choices=("status", "start", "stop", "url"),
+        help="status (default), start, stop or url",
+    )
+    p.add_argument("--home", metavar="DIR", help="the server's home (default: $DURABLE_HOME)")
+    p.add_argument("--json", action="store_true", help="status: print it as JSON")
+    p.set_defaults(handler=cmd_db)
+
+
+class _Factory(Protocol):
+    """The type of the ``command`` helper of :func:`build_parser`."""
+
+    def __call__(
+        self, name: str, summary: str, description: str = ""
+    ) -> argparse.ArgumentParser: ...

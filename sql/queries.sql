@@ -1,0 +1,292 @@
+-- Named queries of pgdurable. Each block starts with a line "-- name: <name>".
+-- They run with search_path set to the pgdurable schema; parameters are always bound.
+-- Event batches travel as one jsonb array: [{"seq", "type", "data", "created_at"}, ...].
+
+-- name: create_run
+WITH ins AS (
+    INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
+                      parent_run_id, parent_pos, source_run_id, created_at, updated_at)
+    VALUES (%(run_id)s, %(workflow)s, 'pending', %(wake_at)s, %(last_seq)s, %(idempotency_key)s,
+            %(deadline)s, %(parent_run_id)s, %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s)
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+), ev AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT ins.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
+    FROM ins, jsonb_array_elements(%(events)s::jsonb) AS e
+)
+SELECT ins.run_id,
+       CASE WHEN %(notify)s THEN pg_notify(%(channel)s, ins.run_id) END
+FROM ins
+
+-- name: find_existing_run
+SELECT run_id, status FROM runs
+WHERE run_id = %(run_id)s
+   OR (%(idempotency_key)s::text IS NOT NULL AND workflow = %(workflow)s
+       AND idempotency_key = %(idempotency_key)s)
+ORDER BY (run_id = %(run_id)s) DESC
+LIMIT 1
+
+-- name: claim
+UPDATE runs AS r
+SET status = 'running',
+    lease_token = gen_random_uuid(),
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease)s),
+    wake_at = now() + make_interval(secs => %(lease)s),
+    nudged = false,
+    started_at = coalesce(r.started_at, now()),
+    updated_at = now()
+FROM (
+    SELECT run_id, nudged FROM runs
+    WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
+    ORDER BY wake_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS c
+WHERE r.run_id = c.run_id
+RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline, c.nudged,
+          r.parent_run_id, r.parent_pos
+
+-- name: load_events
+SELECT e.run_id, e.seq, e.type, e.data, e.created_at
+FROM unnest(%(run_ids)s::text[], %(after)s::int[]) AS q(run_id, after)
+JOIN events AS e ON e.run_id = q.run_id AND e.seq > q.after
+ORDER BY e.run_id, e.seq
+
+-- name: append
+-- The hot path: fence on (lease_token, last_seq), move the projection, insert the events.
+-- mode: 'hold' keeps the lease (and extends it), 'release' gives it up (status waiting,
+-- paused or blocked), 'finish' ends the run.
+WITH r AS (
+    UPDATE runs
+    SET last_seq = %(new_seq)s,
+        status = %(status)s,
+        lease_expires_at = CASE WHEN %(mode)s = 'hold'
+                                THEN now() + make_interval(secs => %(lease)s) END,
+        lease_token = CASE WHEN %(mode)s = 'hold' THEN lease_token END,
+        lease_owner = CASE WHEN %(mode)s = 'hold' THEN lease_owner END,
+        wake_at = CASE
+            WHEN %(mode)s = 'hold' THEN now() + make_interval(secs => %(lease)s)
+            WHEN %(mode)s = 'finish' OR %(status)s IN ('paused', 'blocked') THEN NULL
+            WHEN nudged THEN now()
+            ELSE %(wake_at)s::timestamptz END,
+        nudged = CASE WHEN %(mode)s = 'hold' THEN nudged ELSE false END,
+        custom_status = CASE WHEN %(set_custom)s THEN %(custom_status)s::jsonb
+                             ELSE custom_status END,
+        error = CASE WHEN %(set_error)s THEN %(error)s::jsonb ELSE error END,
+        finished_at = CASE WHEN %(mode)s = 'finish' THEN now() ELSE finished_at END,
+        updated_at = now()
+    WHERE run_id = %(run_id)s AND lease_token = %(token)s AND last_seq = %(expected_seq)s
+    RETURNING run_id, nudged, wake_at, watched
+), ins AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
+    FROM r, jsonb_array_elements(%(events)s::jsonb) AS e
+)
+SELECT r.nudged, r.wake_at <= now() AS wake_now, r.watched FROM r
+
+-- name: fence_check
+SELECT lease_token, last_seq, status FROM runs WHERE run_id = %(run_id)s
+
+-- name: lock_run
+SELECT run_id, workflow, status, lease_token, lease_expires_at > now() AS leased, last_seq,
+       history_start, started_at, parent_run_id, parent_pos, deadline
+FROM runs WHERE run_id = %(run_id)s
+FOR UPDATE
+
+-- name: direct_append
+-- A client (or a worker acting for another run) appends while no live lease exists;
+-- the caller holds the row lock (lock_run).
+WITH r AS (
+    UPDATE runs
+    SET last_seq = %(new_seq)s,
+        status = %(status)s,
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+        wake_at = %(wake_at)s::timestamptz,
+        nudged = false,
+        error = CASE WHEN %(set_error)s THEN %(error)s::jsonb ELSE error END,
+        finished_at = CASE WHEN %(finish)s THEN now() WHEN %(reopen)s THEN NULL
+                           ELSE finished_at END,
+        updated_at = now()
+    WHERE run_id = %(run_id)s AND last_seq = %(expected_seq)s
+    RETURNING run_id, watched
+), ins AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
+    FROM r, jsonb_array_elements(%(events)s::jsonb) AS e
+)
+SELECT r.watched FROM r
+
+-- name: post_control
+WITH ins AS (
+    INSERT INTO controls (run_id, kind, data) VALUES (%(run_id)s, %(kind)s, %(data)s::jsonb)
+)
+UPDATE runs SET nudged = true, updated_at = now() WHERE run_id = %(run_id)s
+
+-- name: drain_controls
+DELETE FROM controls WHERE run_id = %(run_id)s RETURNING id, kind, data, created_at
+
+-- name: pop_signals
+DELETE FROM signals
+WHERE (run_id, id) IN (
+    SELECT run_id, id FROM signals
+    WHERE run_id = %(run_id)s AND name = %(name)s
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE
+)
+RETURNING id, name, payload, created_at
+
+-- name: send_signal
+WITH r AS (
+    UPDATE runs
+    SET nudged = true,
+        wake_at = CASE WHEN lease_token IS NULL AND status IN ('pending', 'waiting')
+                       THEN now() ELSE wake_at END,
+        updated_at = now()
+    WHERE run_id = %(run_id)s
+      AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked')
+    RETURNING run_id, status
+), ins AS (
+    INSERT INTO signals (run_id, name, payload)
+    SELECT r.run_id, %(name)s, %(payload)s::jsonb FROM r
+    RETURNING id
+)
+SELECT r.status, (SELECT id FROM ins), pg_notify(%(channel)s, r.run_id)
+FROM r
+
+-- name: run_status
+SELECT status FROM runs WHERE run_id = %(run_id)s
+
+-- name: latched_get
+SELECT key, payload, created_at FROM latched_events WHERE key = ANY(%(keys)s::text[])
+
+-- name: key_lock
+SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 7207))
+
+-- name: waiter_add
+INSERT INTO event_waiters (key, run_id) VALUES (%(key)s, %(run_id)s) ON CONFLICT DO NOTHING
+
+-- name: latched_put
+INSERT INTO latched_events (key, payload) VALUES (%(key)s, %(payload)s::jsonb)
+ON CONFLICT DO NOTHING
+RETURNING key
+
+-- name: wake_waiters
+WITH w AS (
+    DELETE FROM event_waiters WHERE key = %(key)s RETURNING run_id
+)
+UPDATE runs
+SET nudged = true,
+    wake_at = CASE WHEN lease_token IS NULL AND status IN ('pending', 'waiting')
+                   THEN now() ELSE wake_at END,
+    updated_at = now()
+FROM w
+WHERE runs.run_id = w.run_id
+RETURNING runs.run_id, pg_notify(%(channel)s, runs.run_id)
+
+-- name: waiters_clear
+DELETE FROM event_waiters WHERE run_id = %(run_id)s
+
+-- name: heartbeat
+UPDATE runs
+SET lease_expires_at = now() + make_interval(secs => %(lease)s),
+    wake_at = now() + make_interval(secs => %(lease)s)
+WHERE lease_token = ANY(%(tokens)s::uuid[])
+RETURNING lease_token
+
+-- name: release
+UPDATE runs
+SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    wake_at = now(), updated_at = now()
+WHERE run_id = %(run_id)s AND lease_token = %(token)s
+
+-- name: watch
+UPDATE runs SET watched = true WHERE run_id = %(run_id)s
+RETURNING status
+
+-- name: get_run
+SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r.started_at,
+       r.finished_at, r.parent_run_id, r.source_run_id, r.idempotency_key, r.last_seq,
+       r.history_start, r.wake_at, r.lease_owner, r.deadline,
+       s.data AS start_data,
+       CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+            THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
+            AS end_data
+FROM runs AS r
+LEFT JOIN events AS s ON s.run_id = r.run_id AND s.seq = r.history_start
+WHERE r.run_id = %(run_id)s
+
+-- name: history
+SELECT seq, type, data, created_at FROM events
+WHERE run_id = %(run_id)s
+ORDER BY seq
+
+-- name: active_children
+SELECT run_id FROM runs
+WHERE parent_run_id = %(run_id)s
+  AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked')
+
+-- name: list_runs
+SELECT run_id, workflow, status, custom_status, error, created_at, started_at, finished_at,
+       parent_run_id, source_run_id, idempotency_key,
+       count(*) OVER () AS total
+FROM runs
+WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(search)s::text IS NULL
+       OR run_id ILIKE %(search)s OR idempotency_key ILIKE %(search)s
+       OR workflow ILIKE %(search)s)
+ORDER BY created_at DESC, run_id DESC
+LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_runs
+SELECT count(*) FROM runs
+WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(search)s::text IS NULL
+       OR run_id ILIKE %(search)s OR idempotency_key ILIKE %(search)s
+       OR workflow ILIKE %(search)s)
+
+-- name: stats
+SELECT workflow, status, count(*) FROM runs GROUP BY workflow, status ORDER BY workflow, status
+
+-- name: prune_batch
+WITH doomed AS (
+    SELECT run_id FROM runs
+    WHERE finished_at < %(cutoff)s
+      AND status IN ('completed', 'failed', 'cancelled', 'timed_out')
+    ORDER BY finished_at
+    LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), e AS (
+    DELETE FROM events USING doomed WHERE events.run_id = doomed.run_id RETURNING 1
+), s AS (
+    DELETE FROM signals USING doomed WHERE signals.run_id = doomed.run_id RETURNING 1
+), c AS (
+    DELETE FROM controls USING doomed WHERE controls.run_id = doomed.run_id RETURNING 1
+), w AS (
+    DELETE FROM event_waiters USING doomed WHERE event_waiters.run_id = doomed.run_id
+), r AS (
+    DELETE FROM runs USING doomed WHERE runs.run_id = doomed.run_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM e), (SELECT count(*) FROM s)
+
+-- name: step_failure_seqs
+SELECT seq FROM events
+WHERE run_id = %(run_id)s AND seq >= %(from_seq)s
+  AND type IN ('step_attempt_failed', 'step_failed')
+  AND (data->>'pos')::int = %(pos)s
+
+-- name: delete_history
+DELETE FROM events WHERE run_id = %(run_id)s AND seq < %(before)s
+
+-- name: restart_history
+UPDATE runs SET history_start = %(history_start)s WHERE run_id = %(run_id)s
+  AND lease_token = %(token)s
+
+-- name: copy_events
+SELECT seq, type, data, created_at FROM events
+WHERE run_id = %(run_id)s AND seq >= %(from_seq)s AND seq <= %(to_seq)s
+ORDER BY seq

@@ -1,0 +1,632 @@
+"""The event store: every statement pgdurable sends to PostgreSQL goes through here."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import psycopg
+import psycopg.errors
+import tenacity
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..replay.errors import (
+    ConflictError,
+    DatabaseUnavailable,
+    LeaseLost,
+    RunNotActive,
+    RunNotFound,
+    StoreError,
+)
+from ._migrate import migrate, set_search_path
+from ._sql import load_queries
+
+__all__ = [
+    "ACTIVE",
+    "TERMINAL",
+    "AppendResult",
+    "Claim",
+    "NewEvent",
+    "Store",
+    "StoredEvent",
+]
+
+ACTIVE = ("pending", "running", "waiting", "paused", "blocked")
+TERMINAL = ("completed", "failed", "cancelled", "timed_out")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its seq is assigned by the caller (expected_seq + 1, ...)."""
+
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event read back from the log."""
+
+    run_id: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run this worker now holds the lease of."""
+
+    run_id: str
+    workflow: str
+    token: uuid.UUID
+    last_seq: int
+    history_start: int
+    deadline: datetime | None
+    nudged: bool
+    parent_run_id: str | None
+    parent_pos: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append learned about the run's row."""
+
+    nudged: bool
+    wake_now: bool
+    watched: bool
+
+
+@dataclass(slots=True)
+class RunLock:
+    """A run row locked with FOR UPDATE inside a client transaction."""
+
+    run_id: str
+    workflow: str
+    status: str
+    leased: bool
+    last_seq: int
+    history_start: int
+    started: bool
+    parent_run_id: str | None
+    parent_pos: int | None
+    deadline: datetime | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _events_json(events: Sequence[NewEvent]) -> str:
+    return json.dumps(
+        [
+            {"seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at.isoformat()}
+            for e in events
+        ],
+        separators=(",", ":"),
+    )
+
+
+def _jsonb(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+class Store:
+    """Owns the connection pool and every query of pgdurable.
+
+    Each public method is one transaction; the hot-path methods (:meth:`append`,
+    :meth:`claim`, :meth:`load_events`) are one round trip each.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "durable",
+        min_size: int = 1,
+        max_size: int = 20,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.channel = f"{schema}.work"
+        self.done_channel = f"{schema}.done"
+        self._q = load_queries()
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._pool: ConnectionPool[psycopg.Connection[TupleRow]] | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def open(self) -> Store:
+        """Open the pool and migrate the schema (idempotent, safe from many processes)."""
+        with self._lock:
+            if self._pool is not None:
+                return self
+            try:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
+                ) as conn:
+                    migrate(conn, self.schema)
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot reach PostgreSQL ({_first_line(exc)}); check the DSN and that "
+                    "the server is running"
+                ) from exc
+            schema = self.schema
+
+            def configure(conn: psycopg.Connection[Any]) -> None:
+                set_search_path(conn, schema)
+                conn.execute("SET TimeZone = 'UTC'")
+
+            pool: ConnectionPool[psycopg.Connection[TupleRow]] = ConnectionPool(
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
+                configure=configure,
+                open=False,
+                timeout=self._connect_timeout,
+                name=f"pgdurable-{schema}",
+            )
+            pool.open(wait=False)
+            self._pool = pool
+        return self
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection (autocommit, search_path set), with errors wrapped."""
+        if self._pool is None:
+            self.open()
+        assert self._pool is not None
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection within {self._connect_timeout:g}s; is PostgreSQL up?"
+            ) from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"database connection failed: {_first_line(exc)}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"database error: {_first_line(exc)}") from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A pooled connection inside one transaction."""
+        with self.connection() as conn, conn.transaction():
+            yield conn
+
+    def run_in_tx(self, body: Callable[[psycopg.Connection[TupleRow]], T]) -> T:
+        """Run ``body(conn)`` in one transaction, again (up to five times, with a short
+        backoff) if PostgreSQL aborts it as a deadlock victim or a serialization failure.
+        Client operations that lock several runs (cancel with children, a child's end
+        telling its parent) can meet in opposite orders; one of them is retried."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_retryable_conflict),
+            stop=tenacity.stop_after_attempt(5),
+            wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, self.connection() as conn, conn.transaction():
+                return body(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def connect_listener(self) -> psycopg.Connection[TupleRow]:
+        """A dedicated connection for LISTEN (not from the pool)."""
+        try:
+            conn = psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
+            )
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"database connection failed: {_first_line(exc)}") from exc
+        return conn
+
+    def listen(self, conn: psycopg.Connection[Any], *channels: str) -> None:
+        """LISTEN on the given channels (identifiers quoted, never formatted)."""
+        for channel in channels:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+
+    def q(self, name: str) -> str:
+        """The text of a named query."""
+        return self._q[name]
+
+    # -- starting runs -------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        workflow: str,
+        events: Sequence[NewEvent],
+        now: datetime,
+        wake_at: datetime | None,
+        idempotency_key: str | None = None,
+        deadline: datetime | None = None,
+        parent_run_id: str | None = None,
+        parent_pos: int | None = None,
+        source_run_id: str | None = None,
+        notify: bool = True,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> tuple[str, bool]:
+        """Create a run with its first events, unless the run_id or the idempotency key
+        (per workflow) exists; returns ``(run_id, created)``."""
+        params = {
+            "run_id": run_id,
+            "workflow": workflow,
+            "wake_at": wake_at,
+            "last_seq": events[-1].seq if events else 0,
+            "idempotency_key": idempotency_key,
+            "deadline": deadline,
+            "parent_run_id": parent_run_id,
+            "parent_pos": parent_pos,
+            "source_run_id": source_run_id,
+            "now": now,
+            "events": _events_json(events),
+            "notify": notify,
+            "channel": self.channel,
+        }
+        with self._conn(conn) as c:
+            row = c.execute(self._q["create_run"], params).fetchone()
+            if row is not None:
+                return str(row[0]), True
+            found = c.execute(
+                self._q["find_existing_run"],
+                {"run_id": run_id, "workflow": workflow, "idempotency_key": idempotency_key},
+            ).fetchone()
+        if found is None:  # pragma: no cover - a concurrent prune between the two statements
+            raise ConflictError(f"run {run_id!r} could not be created; try again")
+        return str(found[0]), False
+
+    # -- the worker's path ---------------------------------------------------------
+
+    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Lease up to ``limit`` runnable runs (FOR UPDATE SKIP LOCKED)."""
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q["claim"], {"owner": owner, "limit": limit, "lease": lease_seconds}
+            ).fetchall()
+        return [Claim(*r) for r in rows]
+
+    def load_events(self, after: dict[str, int]) -> dict[str, list[StoredEvent]]:
+        """Events of several runs with ``seq > after[run_id]``, in order, in one query."""
+        out: dict[str, list[StoredEvent]] = {run_id: [] for run_id in after}
+        if not after:
+            return out
+        ids = list(after)
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q["load_events"], {"run_ids": ids, "after": [after[i] for i in ids]}
+            ).fetchall()
+        for run_id, seq, type_, data, created_at in rows:
+            out[run_id].append(StoredEvent(run_id, seq, type_, data, created_at))
+        return out
+
+    def append(
+        self,
+        *,
+        run_id: str,
+        token: uuid.UUID,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        mode: Literal["hold", "release", "finish"],
+        status: str,
+        lease_seconds: float,
+        wake_at: datetime | None = None,
+        custom_status: Any = None,
+        set_custom: bool = False,
+        error: dict[str, Any] | None = None,
+        set_error: bool = False,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> AppendResult:
+        """Append ``events`` after ``expected_seq`` if this lease still holds the run, and
+        move the projection, in one statement.
+
+        Raises :class:`LeaseLost` (another worker took the run) or :class:`ConflictError`
+        (the sequence moved): nothing is written then.
+        """
+        params = {
+            "run_id": run_id,
+            "token": token,
+            "expected_seq": expected_seq,
+            "new_seq": events[-1].seq if events else expected_seq,
+            "events": _events_json(events),
+            "mode": mode,
+            "status": status,
+            "lease": lease_seconds,
+            "wake_at": wake_at,
+            "custom_status": _jsonb(custom_status),
+            "set_custom": set_custom,
+            "error": _jsonb(error),
+            "set_error": set_error,
+        }
+        with self._conn(conn) as c:
+            row = c.execute(self._q["append"], params).fetchone()
+            if row is None:
+                self._raise_fence(c, run_id, token, expected_seq)
+        assert row is not None
+        return AppendResult(bool(row[0]), bool(row[1]), bool(row[2]))
+
+    def _raise_fence(
+        self, conn: psycopg.Connection[Any], run_id: str, token: uuid.UUID, expected_seq: int
+    ) -> None:
+        row = conn.execute(self._q["fence_check"], {"run_id": run_id}).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        if row[0] != token:
+            raise LeaseLost(f"lease on run {run_id!r} was lost; another worker owns it now")
+        raise ConflictError(
+            f"run {run_id!r} moved on: expected last seq {expected_seq}, found {row[1]}"
+        )
+
+    def heartbeat(self, tokens: Sequence[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
+        """Extend the given leases; returns the tokens still held."""
+        if not tokens:
+            return set()
+        with self.connection() as conn:
+            rows = conn.execute(
+                self._q["heartbeat"], {"tokens": list(tokens), "lease": lease_seconds}
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def release(self, run_id: str, token: uuid.UUID) -> None:
+        """Give a lease back so another worker can claim the run at once."""
+        with self.connection() as conn:
+            conn.execute(self._q["release"], {"run_id": run_id, "token": token})
+
+    def drain_controls(self, conn: psycopg.Connection[Any], run_id: str) -> list[dict[str, Any]]:
+        """Delete and return the run's control messages, oldest first (inside a tx)."""
+        rows = conn.execute(self._q["drain_controls"], {"run_id": run_id}).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [{"id": r[0], "kind": r[1], "data": r[2], "created_at": r[3]} for r in rows]
+
+    def pop_signals(
+        self, conn: psycopg.Connection[Any], run_id: str, name: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """Delete and return the oldest ``limit`` signals of that name (inside a tx)."""
+        rows = conn.execute(
+            self._q["pop_signals"], {"run_id": run_id, "name": name, "limit": limit}
+        ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return [{"id": r[0], "name": r[1], "payload": r[2], "created_at": r[3]} for r in rows]
+
+    def latched_or_wait(
+        self, conn: psycopg.Connection[Any], run_id: str, keys: Sequence[str]
+    ) -> dict[str, Any]:
+        """Latched payloads of ``keys``; for keys not emitted yet, register the run as a
+        waiter (under the key's advisory lock, so an emission cannot slip between)."""
+        found: dict[str, Any] = {}
+        for key in sorted(set(keys)):
+            conn.execute(self._q["key_lock"], {"key": key})
+            row = conn.execute(self._q["latched_get"], {"keys": [key]}).fetchone()
+            if row is not None:
+                found[key] = row[1]
+            else:
+                conn.execute(self._q["waiter_add"], {"key": key, "run_id": run_id})
+        return found
+
+    # -- client operations ---------------------------------------------------------
+
+    def send_signal(self, run_id: str, name: str, payload: Any) -> int:
+        """Put a signal in the run's inbox and wake it; returns the signal id."""
+        with self.connection() as conn:
+            row = conn.execute(
+                self._q["send_signal"],
+                {
+                    "run_id": run_id,
+                    "name": name,
+                    "payload": _jsonb(payload),
+                    "channel": self.channel,
+                },
+            ).fetchone()
+            if row is None:
+                status = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
+                if status is None:
+                    raise RunNotFound(run_id)
+                raise RunNotActive(run_id, str(status[0]))
+        return int(row[1])
+
+    def emit_event(self, key: str, payload: Any) -> bool:
+        """Latch ``key`` (first write wins) and wake every run waiting for it."""
+        with self.transaction() as conn:
+            conn.execute(self._q["key_lock"], {"key": key})
+            row = conn.execute(
+                self._q["latched_put"], {"key": key, "payload": _jsonb(payload)}
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(self._q["wake_waiters"], {"key": key, "channel": self.channel})
+        return True
+
+    def lock_run(self, conn: psycopg.Connection[Any], run_id: str) -> RunLock:
+        """Lock a run's row for a client-side change (inside a tx)."""
+        row = conn.execute(self._q["lock_run"], {"run_id": run_id}).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return RunLock(
+            run_id=row[0],
+            workflow=row[1],
+            status=row[2],
+            leased=bool(row[3] is not None and row[4]),
+            last_seq=row[5],
+            history_start=row[6],
+            started=row[7] is not None,
+            parent_run_id=row[8],
+            parent_pos=row[9],
+            deadline=row[10],
+        )
+
+    def direct_append(
+        self,
+        conn: psycopg.Connection[Any],
+        lock: RunLock,
+        events: Sequence[NewEvent],
+        *,
+        status: str,
+        wake_at: datetime | None,
+        error: dict[str, Any] | None = None,
+        set_error: bool = False,
+        finish: bool = False,
+        reopen: bool = False,
+    ) -> bool:
+        """Append to a run nobody holds a live lease on (the caller locked the row).
+        Returns whether a client watches the run (for a done notification)."""
+        row = conn.execute(
+            self._q["direct_append"],
+            {
+                "run_id": lock.run_id,
+                "expected_seq": lock.last_seq,
+                "new_seq": events[-1].seq if events else lock.last_seq,
+                "events": _events_json(events),
+                "status": status,
+                "wake_at": wake_at,
+                "error": _jsonb(error),
+                "set_error": set_error,
+                "finish": finish,
+                "reopen": reopen,
+            },
+        ).fetchone()
+        if row is None:  # pragma: no cover - the row lock makes this impossible
+            raise ConflictError(f"run {lock.run_id!r} moved on during the change; try again")
+        lock.last_seq = events[-1].seq if events else lock.last_seq
+        lock.status = status
+        return bool(row[0])
+
+    def post_control(
+        self, conn: psycopg.Connection[Any], run_id: str, kind: str, data: dict[str, Any]
+    ) -> None:
+        """Queue a control message for the worker holding the run's lease."""
+        conn.execute(
+            self._q["post_control"], {"run_id": run_id, "kind": kind, "data": _jsonb(data)}
+        )
+
+    def notify(self, conn: psycopg.Connection[Any], channel: str, payload: str) -> None:
+        """pg_notify inside the caller's transaction."""
+        conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+
+    def watch(self, run_id: str) -> str:
+        """Ask for a notification when the run ends; returns its current status."""
+        with self.connection() as conn:
+            row = conn.execute(self._q["watch"], {"run_id": run_id}).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return str(row[0])
+
+    def status(self, run_id: str) -> str:
+        """The run's status."""
+        with self.connection() as conn:
+            row = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
+        if row is None:
+            raise RunNotFound(run_id)
+        return str(row[0])
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's projection row plus its start and end event data."""
+        with self.connection() as conn:
+            cur = conn.execute(self._q["get_run"], {"run_id": run_id})
+            row = cur.fetchone()
+            if row is None:
+                raise RunNotFound(run_id)
+            names = [d.name for d in cur.description or ()]
+        return dict(zip(names, row, strict=True))
+
+    def history(self, run_id: str) -> list[StoredEvent]:
+        """The run's log in order."""
+        with self.connection() as conn:
+            rows = conn.execute(self._q["history"], {"run_id": run_id}).fetchall()
+            if (
+                not rows
+                and conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone() is None
+            ):
+                raise RunNotFound(run_id)
+        return [StoredEvent(run_id, r[0], r[1], r[2], r[3]) for r in rows]
+
+    def active_children(self, conn: psycopg.Connection[Any], run_id: str) -> list[str]:
+        """Children of ``run_id`` that have not ended."""
+        return [r[0] for r in conn.execute(self._q["active_children"], {"run_id": run_id})]
+
+    def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: str | None,
+        search: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of runs, newest first, and the total that match."""
+        pattern = None if search is None else f"%{_escape_like(search)}%"
+        params = {
+            "workflow": workflow,
+            "status": status,
+            "search": pattern,
+            "limit": limit,
+            "offset": offset,
+        }
+        with self.connection() as conn:
+            cur = conn.execute(self._q["list_runs"], params)
+            rows = cur.fetchall()
+            names = [d.name for d in cur.description or ()]
+            if rows:
+                total = int(rows[0][-1])
+            else:
+                total_row = conn.execute(self._q["count_runs"], params).fetchone()
+                total = int(total_row[0]) if total_row else 0
+        return [dict(zip(names[:-1], r[:-1], strict=True)) for r in rows], total
+
+    def stats(self) -> list[tuple[str, str, int]]:
+        """(workflow, status, count) for every pair present."""
+        with self.connection() as conn:
+            return [(r[0], r[1], int(r[2])) for r in conn.execute(self._q["stats"])]
+
+    def prune_batch(self, cutoff: datetime, batch: int) -> tuple[int, int, int]:
+        """Delete up to ``batch`` ended runs older than ``cutoff`` with their rows; returns
+        (runs, events, signals) deleted. One short transaction per call."""
+        with self.connection() as conn:
+            row = conn.execute(
+                self._q["prune_batch"], {"cutoff": cutoff, "batch": batch}
+            ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), int(row[2])
+
+    @contextlib.contextmanager
+    def _conn(self, conn: psycopg.Connection[Any] | None) -> Iterator[psycopg.Connection[Any]]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.connection() as c:
+                yield c
+
+
+def _is_retryable_conflict(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    return isinstance(cause, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

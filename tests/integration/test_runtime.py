@@ -1,0 +1,365 @@
+"""Durable execution end to end on real PostgreSQL: steps, retries, timers, results."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pydantic
+import pytest
+
+import durable
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+    y: int
+
+
+class Order(pydantic.BaseModel):
+    id: str
+    cents: int
+
+
+def count_rows(dsn: str, query: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(query).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_workflow_runs_steps_and_returns_result(app: durable.App, worker: Any) -> None:
+    @app.step()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @app.workflow()
+    def sums(ctx: durable.Context, n: int) -> list[int]:
+        out = []
+        for i in range(n):
+            out.append((yield add(i, i)))
+        return out
+
+    run = app.start(sums, 4)
+    with worker(app):
+        assert run.result(timeout=30) == [0, 2, 4, 6]
+    assert run.status() == "completed"
+    types = [e.type for e in app.history(run.run_id)]
+    assert types[0] == "run_started" and types[-1] == "run_completed"
+    assert types.count("step_completed") == 4
+
+
+def test_step_called_outside_workflow_just_runs(app: durable.App) -> None:
+    @app.step()
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(21) == 42
+
+
+def test_workflow_decorator_rejects_non_generator(app: durable.App) -> None:
+    with pytest.raises(TypeError, match="generator function"):
+
+        @app.workflow()
+        def plain(ctx: durable.Context) -> int:
+            return 1
+
+
+def test_retry_succeeds_on_a_later_attempt_and_attempts_are_logged(
+    app: durable.App, worker: Any
+) -> None:
+    calls = {"n": 0}
+
+    @app.step(retry=durable.RetryPolicy(max_attempts=4, initial_interval=0.05))
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionError("not yet")
+        return "ok"
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> str:
+        return (yield flaky())
+
+    run = app.start(wf)
+    with worker(app):
+        assert run.result(timeout=30) == "ok"
+    history = app.history(run.run_id)
+    failed = [e for e in history if e.type == "step_attempt_failed"]
+    assert [e.data["attempt"] for e in failed] == [1, 2]
+    assert failed[0].data["error_type"] == "ConnectionError"
+    assert calls["n"] == 3
+
+
+def test_exhausted_retries_raise_step_failed_in_workflow(app: durable.App, worker: Any) -> None:
+    @app.step(retry=durable.RetryPolicy(max_attempts=2, initial_interval=0.01))
+    def broken() -> None:
+        raise ValueError("card declined")
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> dict[str, Any]:
+        try:
+            yield broken()
+        except durable.StepFailed as exc:
+            return {
+                "step": exc.step,
+                "type": exc.error_type,
+                "msg": exc.message,
+                "attempts": exc.attempts,
+            }
+        return {}
+
+    run = app.start(wf)
+    with worker(app):
+        out = run.result(timeout=30)
+    assert out == {"step": out["step"], "type": "ValueError", "msg": "card declined", "attempts": 2}
+    assert out["step"].endswith("broken")
+
+
+def test_uncaught_step_failure_fails_the_run(app: durable.App, worker: Any) -> None:
+    @app.step(retry=None)
+    def broken() -> None:
+        raise KeyError("nope")
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> None:
+        yield broken()
+
+    run = app.start(wf)
+    with worker(app), pytest.raises(durable.RunFailed) as info:
+        run.result(timeout=30)
+    assert info.value.error_type == "durable.StepFailed"
+    assert run.status() == "failed"
+    assert app.get_run(run.run_id).error is not None
+
+
+def test_non_retryable_error_is_not_retried(app: durable.App, worker: Any) -> None:
+    calls = {"n": 0}
+
+    @app.step(
+        retry=durable.RetryPolicy(
+            max_attempts=5, initial_interval=0.01, non_retryable=(PermissionError,)
+        )
+    )
+    def forbidden() -> None:
+        calls["n"] += 1
+        raise PermissionError("no")
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> int:
+        try:
+            yield forbidden()
+        except durable.StepFailed as exc:
+            return exc.attempts
+        return 0
+
+    run = app.start(wf)
+    with worker(app):
+        assert run.result(timeout=30) == 1
+    assert calls["n"] == 1
+
+
+def test_step_timeout_is_a_failed_attempt(app: durable.App, worker: Any) -> None:
+    release = threading.Event()
+
+    @app.step(retry=None, timeout=0.2)
+    def slow() -> None:
+        release.wait(10)
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> str:
+        try:
+            yield slow()
+        except durable.StepFailed as exc:
+            return exc.error_type
+        return "no"
+
+    run = app.start(wf)
+    try:
+        with worker(app):
+            assert run.result(timeout=30) == "TimeoutError"
+    finally:
+        release.set()
+
+
+def test_durable_sleep_completes(app: durable.App, worker: Any) -> None:
+    @app.workflow()
+    def napper(ctx: durable.Context) -> float:
+        before = ctx.now()
+        yield ctx.sleep(0.3)
+        return (ctx.now() - before).total_seconds()
+
+    run = app.start(napper)
+    with worker(app):
+        slept = run.result(timeout=30)
+    assert slept >= 0.3
+    types = [e.type for e in app.history(run.run_id)]
+    assert "timer_started" in types and "timer_fired" in types
+
+
+def test_start_with_existing_idempotency_key_returns_same_run(app: durable.App) -> None:
+    @app.workflow()
+    def wf(ctx: durable.Context, x: int) -> int:
+        return x
+        yield
+
+    a = app.start(wf, 1, idempotency_key="k-1")
+    b = app.start(wf, 2, idempotency_key="k-1")
+    c = app.start(wf, 3, run_id=a.run_id)
+    assert a.run_id == b.run_id == c.run_id
+    assert app.get_run(a.run_id).args == [1]
+
+
+def test_unencodable_argument_raises_and_writes_nothing(app: durable.App, dsn: str) -> None:
+    @app.workflow()
+    def wf(ctx: durable.Context, x: Any) -> None:
+        return None
+        yield
+
+    with pytest.raises(durable.SerializationError, match="object"):
+        app.start(wf, object())
+    assert count_rows(dsn, "SELECT count(*) FROM durable.runs") == 0
+    assert count_rows(dsn, "SELECT count(*) FROM durable.events") == 0
+
+
+def test_unknown_workflow_name_is_a_clear_error(app: durable.App) -> None:
+    with pytest.raises(durable.WorkflowNotFound, match="nope"):
+        app.start("nope")
+
+
+def test_pydantic_and_dataclass_values_round_trip(app: durable.App, worker: Any) -> None:
+    @app.step()
+    def make_point(order: Order) -> Point:
+        return Point(order.cents, len(order.id))
+
+    @app.workflow()
+    def wf(ctx: durable.Context, order: Order) -> dict[str, Any]:
+        point = yield make_point(order)
+        assert isinstance(point, Point)
+        return {"sum": point.x + point.y, "order_type": type(order).__name__}
+
+    run = app.start(wf, Order(id="abc", cents=5))
+    with worker(app):
+        assert run.result(timeout=30) == {"sum": 8, "order_type": "Order"}
+
+
+def test_pickle_codec_stores_arbitrary_objects(pickle_app: durable.App, worker: Any) -> None:
+    app = pickle_app
+
+    class Box:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+    @app.step()
+    def boxed(v: int) -> Box:
+        return Box(v)
+
+    @app.workflow()
+    def wf(ctx: durable.Context, n: int) -> int:
+        box = yield boxed(n)
+        return box.v + 1
+
+    run = app.start(wf, 41)
+    with worker(app):
+        assert run.result(timeout=30) == 42
+
+
+def test_step_result_that_cannot_be_encoded_fails_the_step(app: durable.App, worker: Any) -> None:
+    @app.step(retry=durable.RetryPolicy(max_attempts=3, initial_interval=0.01))
+    def bad() -> object:
+        return object()
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> str:
+        try:
+            yield bad()
+        except durable.StepFailed as exc:
+            return f"{exc.error_type}/{exc.attempts}"
+        return ""
+
+    run = app.start(wf)
+    with worker(app):
+        assert run.result(timeout=30) == "durable.SerializationError/1"
+
+
+def test_result_timeout_raises_timeout_error(app: durable.App) -> None:
+    @app.workflow()
+    def wf(ctx: durable.Context) -> None:
+        yield ctx.sleep(60)
+
+    run = app.start(wf)
+    with pytest.raises(TimeoutError):
+        run.result(timeout=0.3)
+
+
+def test_workflow_timeout_ends_run_timed_out(app: durable.App, worker: Any) -> None:
+    @app.workflow(timeout=0.5)
+    def stuck(ctx: durable.Context) -> None:
+        yield ctx.wait_signal("never")
+
+    run = app.start(stuck)
+    with worker(app), pytest.raises(durable.RunTimedOut):
+        run.result(timeout=30)
+    assert run.status() == "timed_out"
+
+
+def test_deferred_start_waits_until_start_at(app: durable.App, worker: Any) -> None:
+    @app.workflow()
+    def wf(ctx: durable.Context) -> str:
+        return ctx.now().isoformat()
+        yield
+
+    begin = datetime.now(UTC) + timedelta(seconds=0.6)
+    run = app.start(wf, start_at=begin)
+    assert run.status() == "pending"
+    with worker(app):
+        run.result(timeout=30)
+    info = app.get_run(run.run_id)
+    assert info.started_at is not None and info.started_at >= begin - timedelta(milliseconds=50)
+
+
+def test_custom_status_is_visible(app: durable.App, worker: Any) -> None:
+    @app.step()
+    def noop() -> None:
+        return None
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> None:
+        ctx.set_status({"phase": "one"})
+        yield noop()
+        ctx.set_status({"phase": "two"})
+        yield ctx.wait_signal("go")
+
+    run = app.start(wf)
+    with worker(app):
+        for _ in range(200):
+            if app.get_run(run.run_id).custom_status == {"phase": "two"}:
+                break
+            threading.Event().wait(0.05)
+        assert app.get_run(run.run_id).custom_status == {"phase": "two"}
+
+
+def test_deterministic_helpers_are_stable_across_replay(app: durable.App, worker: Any) -> None:
+    @app.step()
+    def noop() -> None:
+        return None
+
+    seen: list[tuple[str, float]] = []
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> list[Any]:
+        u = str(ctx.uuid4())
+        r = ctx.random().random()
+        seen.append((u, r))
+        yield noop()
+        yield ctx.sleep(0.05)  # the run is released and replayed from the cache or log
+        return [u, r]
+
+    run = app.start(wf)
+    with worker(app, cache_size=0):  # no cache: every wake-up is a full replay
+        u, r = run.result(timeout=30)
+    assert all(s == (u, r) for s in seen) and len(seen) >= 2
