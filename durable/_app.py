@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections.abc
 import functools
 import inspect
 import logging
 import secrets
 import threading
+import typing
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -239,7 +241,7 @@ class App:
                 fn=fn,
                 timeout=timeout_s,
                 param_annotations=annotations,
-                result_annotation=hints.get("return", inspect.Parameter.empty),
+                result_annotation=_generator_return(hints.get("return", inspect.Parameter.empty)),
             )
             fn.durable_name = wf_name  # type: ignore[attr-defined]
             fn.durable_app = self  # type: ignore[attr-defined]
@@ -850,3 +852,14 @@ def _fork_events(events: list[Any]) -> list[Any]:
         for e in kept
         if not (e.type == "child_started" and e.data.get("pos") not in finished_children)
     ]
+
+
+def _generator_return(annotation: Any) -> Any:
+    """The result type of a workflow: ``R`` of ``Generator[Y, S, R]``, else as written."""
+    origin = typing.get_origin(annotation)
+    if origin in (collections.abc.Generator, typing.Generator):
+        args = typing.get_args(annotation)
+        return args[2] if len(args) == 3 else inspect.Parameter.empty
+    if origin in (collections.abc.Iterator, collections.abc.Iterable):
+        return inspect.Parameter.empty
+    return annotation

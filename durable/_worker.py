@@ -7,6 +7,7 @@ whichever pool thread has news for it (a claim, a step result) under the run's o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -126,6 +127,7 @@ class Worker:
         self._to_release: list[tuple[str, uuid.UUID]] = []
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
+        self._workflow_names: list[str] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -164,7 +166,13 @@ class Worker:
             t = threading.Thread(target=target, name=f"durable-{name}", daemon=True)
             t.start()
             self._threads.append(t)
-        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        self._workflow_names = sorted(self.app.workflows)
+        log.info(
+            "worker %s started (concurrency %d, workflows: %s)",
+            self.worker_id,
+            self.concurrency,
+            ", ".join(self._workflow_names) or "none",
+        )
         try:
             self._claim_loop()
         finally:
@@ -172,10 +180,8 @@ class Worker:
             with self._state_lock:
                 held = list(self._held.values())
             for act in held:
-                try:
+                with contextlib.suppress(DurableError):
                     store.release(act.run_id, act.token)
-                except DurableError:
-                    pass
             self._stopped.set()
             for t in self._threads:
                 t.join(timeout=5)
@@ -195,7 +201,10 @@ class Worker:
                 try:
                     self._release_pending()
                     claimed = store.claim(
-                        self.worker_id, min(free, self.claim_batch), self.lease_seconds
+                        self.worker_id,
+                        min(free, self.claim_batch),
+                        self.lease_seconds,
+                        self._workflow_names,
                     )
                     failures = 0
                 except DurableError as exc:
@@ -337,10 +346,12 @@ class Worker:
                 self._feed_live(act, produced)
             engine = act.engine
             outcome = engine.outcome
+            deadline = act.claim.deadline
+            if outcome is None and deadline is not None and deadline <= _now():
+                outcome = TimedOut()
             if outcome is not None:
-                return self._finish(act, produced, outcome)
-            if act.claim.deadline is not None and act.claim.deadline <= _now():
-                return self._finish(act, produced, TimedOut())
+                self._finish(act, produced, outcome)
+                return None
             if act.nudged or self._needs_sync(act):
                 self._write(act, produced, "hold")
                 produced = []
@@ -384,9 +395,16 @@ class Worker:
         """A held run with steps in flight may also wait on a timer (``ctx.any(step,
         ctx.sleep(5))``): look at it again when the earliest one is due."""
         times = [
-            t for p in pending
-            if (t := p.fire_at if isinstance(p, PendingTimer) else
-                p.timeout_at if isinstance(p, PendingWait) else None) is not None
+            t
+            for p in pending
+            if (
+                t := p.fire_at
+                if isinstance(p, PendingTimer)
+                else p.timeout_at
+                if isinstance(p, PendingWait)
+                else None
+            )
+            is not None
         ]
         if not times:
             return
@@ -512,7 +530,7 @@ class Worker:
         produced[:] = [next(it) if e.seq == 0 else e for e in produced]
 
     def _markers(self, act: Activation) -> list[NewEvent]:
-        out = []
+        out: list[NewEvent] = []
         now = _now()
         for type_, data in act.engine.take_markers():
             if type_ == "status_set":
@@ -703,10 +721,7 @@ class Worker:
         out: list[NewEvent] = []
         for p in act.engine.pending():
             if isinstance(p, PendingTimer) and p.fire_at is None:
-                if p.until is not None:
-                    fire = p.until
-                else:
-                    fire = now + timedelta(seconds=p.seconds or 0.0)
+                fire = p.until if p.until is not None else now + timedelta(seconds=p.seconds or 0.0)
                 out.append(
                     NewEvent(0, "timer_started", {"pos": p.pos, "fire_at": fire.isoformat()}, now)
                 )
@@ -793,7 +808,7 @@ class Worker:
             log.error("run %s blocked: %s", act.run_id, message)
             self._write(
                 act,
-                produced + [NewEvent(0, "run_blocked", {"message": message}, now)],
+                [*produced, NewEvent(0, "run_blocked", {"message": message}, now)],
                 "release",
                 status="blocked",
                 error={"error_type": "durable.NonDeterminismError", "message": message},
@@ -859,9 +874,9 @@ class Worker:
                 err = {"error_type": "durable.SerializationError", "message": str(exc)}
                 return "failed", "run_failed", {**err, "traceback": "", "cause_pos": None}, err
         if isinstance(outcome, Failed):
-            exc = outcome.error
-            err = {"error_type": _error_type(exc), "message": str(exc) or type(exc).__name__}
-            tb = "".join(traceback.format_exception(exc))
+            error = outcome.error
+            err = {"error_type": _error_type(error), "message": str(error) or type(error).__name__}
+            tb = "".join(traceback.format_exception(error))
             return (
                 "failed",
                 "run_failed",
@@ -984,10 +999,8 @@ class Worker:
             else:
                 self._cache.pop(act.run_id, None)
         if release:
-            try:
+            with contextlib.suppress(DurableError):
                 self.app.store.release(act.run_id, act.token)
-            except DurableError:
-                pass
 
     # -- background threads --------------------------------------------------------
 

@@ -40,6 +40,7 @@ SET status = 'running',
 FROM (
     SELECT run_id, nudged FROM runs
     WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
+      AND workflow = ANY(%(workflows)s::text[])
     ORDER BY wake_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -229,10 +230,14 @@ WHERE parent_run_id = %(run_id)s
   AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked')
 
 -- name: list_runs
-SELECT run_id, workflow, status, custom_status, error, created_at, started_at, finished_at,
-       parent_run_id, source_run_id, idempotency_key,
+SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r.started_at,
+       r.finished_at, r.parent_run_id, r.source_run_id, r.idempotency_key,
+       (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.history_start) AS start_data,
+       CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
+            THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
+            AS end_data,
        count(*) OVER () AS total
-FROM runs
+FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(search)s::text IS NULL

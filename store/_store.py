@@ -19,6 +19,7 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..replay.errors import (
+    ConfigError,
     ConflictError,
     DatabaseUnavailable,
     LeaseLost,
@@ -165,6 +166,11 @@ class Store:
                     f"cannot reach PostgreSQL ({_first_line(exc)}); check the DSN and that "
                     "the server is running"
                 ) from exc
+            except psycopg.ProgrammingError as exc:
+                raise ConfigError(
+                    f"invalid DSN ({_first_line(exc)}); use a URI like "
+                    "postgresql://user:password@host:5432/dbname"
+                ) from exc
             schema = self.schema
 
             def configure(conn: psycopg.Connection[Any]) -> None:
@@ -300,11 +306,20 @@ class Store:
 
     # -- the worker's path ---------------------------------------------------------
 
-    def claim(self, owner: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Lease up to ``limit`` runnable runs (FOR UPDATE SKIP LOCKED)."""
+    def claim(
+        self, owner: str, limit: int, lease_seconds: float, workflows: Sequence[str]
+    ) -> list[Claim]:
+        """Lease up to ``limit`` runnable runs of the given workflows (FOR UPDATE SKIP
+        LOCKED); runs of workflows this worker does not know are left to others."""
         with self.connection() as conn:
             rows = conn.execute(
-                self._q["claim"], {"owner": owner, "limit": limit, "lease": lease_seconds}
+                self._q["claim"],
+                {
+                    "owner": owner,
+                    "limit": limit,
+                    "lease": lease_seconds,
+                    "workflows": list(workflows),
+                },
             ).fetchall()
         return [Claim(*r) for r in rows]
 

@@ -256,12 +256,6 @@ def test_start_wait_of_a_failing_run_exits_1(
     assert "failed" in line and "says fail" in line
 
 
-@pytest.mark.xfail(
-    reason="runtime bug: a workflow annotated -> Generator[Any, Any, str] has its result "
-    "decoded against the Generator annotation (App.workflow takes hints['return'] as is), "
-    "so RunHandle.result() returns a pydantic ValidatorIterator instead of the str",
-    strict=True,
-)
 def test_start_wait_prints_the_result_of_a_generator_annotated_workflow(
     cli: Callable[..., subprocess.CompletedProcess[str]], app: durable.App
 ) -> None:

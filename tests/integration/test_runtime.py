@@ -363,3 +363,58 @@ def test_deterministic_helpers_are_stable_across_replay(app: durable.App, worker
     with worker(app, cache_size=0):  # no cache: every wake-up is a full replay
         u, r = run.result(timeout=30)
     assert all(s == (u, r) for s in seen) and len(seen) >= 2
+
+
+def test_workers_claim_only_workflows_they_register(dsn: str, worker: Any) -> None:
+    """A worker that does not know a workflow leaves its runs alone (rolling deploys,
+    workers with different sets of workflows on one database)."""
+    starter = durable.App(dsn)
+    other = durable.App(dsn)
+
+    @starter.workflow(name="known-only-here")
+    def wf(ctx: durable.Context) -> int:
+        return 7
+        yield
+
+    @other.workflow(name="something-else")
+    def wf2(ctx: durable.Context) -> int:
+        return 1
+        yield
+
+    run = starter.start(wf)
+    try:
+        with worker(other):
+            assert not _finishes(run, 0.5)
+            assert run.status() == "pending"
+        with worker(starter):
+            assert run.result(timeout=30) == 7
+    finally:
+        starter.close()
+        other.close()
+
+
+def _finishes(run: durable.RunHandle, seconds: float) -> bool:
+    try:
+        run.result(timeout=seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_list_runs_includes_args_and_result(app: durable.App, worker: Any) -> None:
+    @app.workflow()
+    def echo(ctx: durable.Context, x: int) -> int:
+        return x + 1
+        yield
+
+    run = app.start(echo, 41)
+    with worker(app):
+        run.result(timeout=30)
+    page = app.list_runs(workflow=echo.durable_name)  # type: ignore[attr-defined]
+    assert page.total == 1
+    assert page.runs[0].args == [41] and page.runs[0].result == 42
+
+
+def test_malformed_dsn_is_a_config_error() -> None:
+    with durable.App("not a dsn at all") as bad, pytest.raises(durable.ConfigError, match="DSN"):
+        bad.list_runs()
