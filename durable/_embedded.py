@@ -152,7 +152,7 @@ def embedded_start(home: str | os.PathLike[str] | None = None) -> str:
     path = durable_home(home)
     data = _data_dir(path)
     server = _running_server(data)
-    if server is not None:  # the common case: no lock, two stat calls and a connect
+    if server is not None:  # the common case: no lock, read postmaster.pid and connect
         return _url(server.socket_dir, server.port)
     bins = _require_bin_dir()
     try:

@@ -48,6 +48,7 @@ from .replay.errors import (
     StoreError,
 )
 from .store import Claim, NewEvent
+from .store._group import GroupAppender
 
 if TYPE_CHECKING:
     from ._app import App, StepDef
@@ -128,6 +129,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
         self._workflow_names: list[str] = []
+        self._group = GroupAppender(app.store)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -195,9 +197,13 @@ class Worker:
         while not self._stopping.is_set():
             self._wake.clear()
             with self._state_lock:
-                free = self.concurrency - self._busy
+                # Claim ahead, up to twice the concurrency, in batches: a claimed run waits
+                # briefly for a thread (its lease is kept alive), and one claim statement
+                # serves many runs instead of one claim per finished run.
+                free = 2 * self.concurrency - self._busy
+                busy = self._busy
             claimed: list[Claim] = []
-            if free > 0:
+            if free >= max(1, self.concurrency // 2) or (free > 0 and busy < self.concurrency):
                 try:
                     self._release_pending()
                     claimed = store.claim(
@@ -262,6 +268,8 @@ class Worker:
         after: dict[str, int] = {}
         with self._state_lock:
             for c in claims:
+                if c.events is not None:
+                    continue  # never started: the claim brought its log along
                 cached = self._cache.pop(c.run_id, None)
                 if (
                     cached is not None
@@ -274,7 +282,7 @@ class Worker:
                 else:
                     after[c.run_id] = c.history_start - 1
         try:
-            loaded = store.load_events(after)
+            loaded = store.load_events(after) if after else {}
         except DurableError as exc:
             log.warning("worker %s: cannot load events (%s)", self.worker_id, exc)
             with self._state_lock:
@@ -292,7 +300,8 @@ class Worker:
             )
             with self._state_lock:
                 self._held[c.run_id] = act
-            history = [HistoryEvent(e.seq, e.type, e.data, e.created_at) for e in loaded[c.run_id]]
+            stored = c.events if c.events is not None else loaded[c.run_id]
+            history = [HistoryEvent(e.seq, e.type, e.data, e.created_at) for e in stored]
             known = c.workflow in self.app.workflows
             self._submit(self._activate, act, history, known)
 
@@ -562,6 +571,21 @@ class Worker:
         if not events and mode == "hold":
             return False
         store = self.app.store
+        if mode == "hold" and conn is None:
+            try:
+                nudged = self._group.append(
+                    act.run_id, act.token, act.last_seq, events, act.custom_status, act.set_custom
+                )
+            except (ConflictError, DatabaseUnavailable, StoreError) as exc:
+                log.warning("run %s: cannot record progress (%s); letting it go", act.run_id, exc)
+                if isinstance(exc, DatabaseUnavailable):
+                    with self._state_lock:
+                        self._to_release.append((act.run_id, act.token))
+                raise _Lost from exc
+            act.set_custom = False
+            act.last_seq = events[-1].seq
+            act.nudged = act.nudged or nudged
+            return False
         try:
             result = store.append(
                 run_id=act.run_id,
@@ -822,6 +846,23 @@ class Worker:
         events = self._numbered(
             act, [*produced, *self._markers(act), NewEvent(0, end_type, data, now)]
         )
+
+        try:
+            if act.claim.parent_run_id is None and app.store.finish_simple(
+                run_id=act.run_id,
+                token=act.token,
+                expected_seq=act.last_seq,
+                events=events,
+                status=status,
+                custom_status=act.custom_status,
+                set_custom=act.set_custom,
+                error=error,
+            ):
+                act.last_seq = events[-1].seq
+                self._drop(act, release=False)
+                return
+        except DurableError:
+            pass  # the transactional path below says what is wrong
 
         def body(conn: psycopg.Connection[Any]) -> None:
             result = app.store.append(

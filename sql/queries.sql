@@ -28,26 +28,35 @@ ORDER BY (run_id = %(run_id)s) DESC
 LIMIT 1
 
 -- name: claim
-UPDATE runs AS r
-SET status = 'running',
-    lease_token = gen_random_uuid(),
-    lease_owner = %(owner)s,
-    lease_expires_at = now() + make_interval(secs => %(lease)s),
-    wake_at = now() + make_interval(secs => %(lease)s),
-    nudged = false,
-    started_at = coalesce(r.started_at, now()),
-    updated_at = now()
-FROM (
-    SELECT run_id, nudged FROM runs
-    WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
-      AND workflow = ANY(%(workflows)s::text[])
-    ORDER BY wake_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-) AS c
-WHERE r.run_id = c.run_id
-RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline, c.nudged,
-          r.parent_run_id, r.parent_pos
+-- Lease runnable runs; for runs never started (status was pending) the same statement
+-- returns their log, so a fresh run costs no separate load. One row per (run, event).
+WITH c AS (
+    UPDATE runs AS r
+    SET status = 'running',
+        lease_token = gen_random_uuid(),
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        wake_at = now() + make_interval(secs => %(lease)s),
+        nudged = false,
+        started_at = coalesce(r.started_at, now()),
+        updated_at = now()
+    FROM (
+        SELECT run_id, nudged, status FROM runs
+        WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+          AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
+        ORDER BY wake_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) AS q
+    WHERE r.run_id = q.run_id
+    RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline,
+              q.nudged, r.parent_run_id, r.parent_pos, q.status = 'pending' AS fresh
+)
+SELECT c.run_id, c.workflow, c.lease_token, c.last_seq, c.history_start, c.deadline, c.nudged,
+       c.parent_run_id, c.parent_pos, c.fresh, e.seq, e.type, e.data, e.created_at
+FROM c
+LEFT JOIN events AS e ON c.fresh AND e.run_id = c.run_id AND e.seq >= c.history_start
+ORDER BY c.run_id, e.seq
 
 -- name: load_events
 SELECT e.run_id, e.seq, e.type, e.data, e.created_at
@@ -63,12 +72,13 @@ WITH r AS (
     UPDATE runs
     SET last_seq = %(new_seq)s,
         status = %(status)s,
-        lease_expires_at = CASE WHEN %(mode)s = 'hold'
-                                THEN now() + make_interval(secs => %(lease)s) END,
+        -- 'hold' leaves the lease columns alone (the heartbeat extends them): wake_at is
+        -- indexed, and leaving it unchanged keeps the hot path a HOT update.
+        lease_expires_at = CASE WHEN %(mode)s = 'hold' THEN lease_expires_at END,
         lease_token = CASE WHEN %(mode)s = 'hold' THEN lease_token END,
         lease_owner = CASE WHEN %(mode)s = 'hold' THEN lease_owner END,
         wake_at = CASE
-            WHEN %(mode)s = 'hold' THEN now() + make_interval(secs => %(lease)s)
+            WHEN %(mode)s = 'hold' THEN wake_at
             WHEN %(mode)s = 'finish' OR %(status)s IN ('paused', 'blocked') THEN NULL
             WHEN nudged THEN now()
             ELSE %(wake_at)s::timestamptz END,
@@ -295,3 +305,73 @@ UPDATE runs SET history_start = %(history_start)s WHERE run_id = %(run_id)s
 SELECT seq, type, data, created_at FROM events
 WHERE run_id = %(run_id)s AND seq >= %(from_seq)s AND seq <= %(to_seq)s
 ORDER BY seq
+
+-- name: append_one
+-- The serial hot path: one event, lease kept, projection untouched but for last_seq.
+WITH r AS (
+    UPDATE runs SET last_seq = %(seq)s, updated_at = now()
+    WHERE run_id = %(run_id)s AND lease_token = %(token)s AND last_seq = %(expected_seq)s
+    RETURNING run_id, nudged
+)
+INSERT INTO events (run_id, seq, type, data, created_at)
+SELECT r.run_id, %(seq)s, %(type)s, %(data)s, %(created_at)s FROM r
+RETURNING (SELECT nudged FROM r)
+
+-- name: append_many
+-- Group commit: the held-lease appends of several runs in one statement, each fenced on
+-- its own (lease_token, last_seq); events are inserted only for the runs that matched.
+WITH u AS (
+    SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::uuid[], %(expected)s::int[],
+                         %(new_seqs)s::int[], %(set_custom)s::bool[], %(customs)s::jsonb[])
+        AS u(run_id, token, expected, new_seq, set_custom, custom)
+), r AS (
+    UPDATE runs
+    SET last_seq = u.new_seq,
+        custom_status = CASE WHEN u.set_custom THEN u.custom ELSE runs.custom_status END,
+        updated_at = now()
+    FROM u
+    WHERE runs.run_id = u.run_id AND runs.lease_token = u.token AND runs.last_seq = u.expected
+    RETURNING runs.run_id, runs.nudged
+), ins AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT e.run_id, e.seq, e.type, e.data, e.created_at
+    FROM unnest(%(ev_run)s::text[], %(ev_seq)s::int[], %(ev_type)s::text[],
+                %(ev_data)s::jsonb[], %(ev_at)s::timestamptz[])
+        AS e(run_id, seq, type, data, created_at)
+    JOIN r ON r.run_id = e.run_id
+)
+SELECT run_id, nudged FROM r
+
+-- name: finish_simple
+-- The end of a run with no parent and no unfinished children, in one statement: the
+-- projection, the final events, the event waiters and the notification to result()
+-- waiters. Returns no row if the fence fails or the run has a parent or live children
+-- (the caller then takes the full transactional path).
+WITH r AS (
+    UPDATE runs
+    SET last_seq = %(new_seq)s,
+        status = %(status)s,
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
+        nudged = false,
+        custom_status = CASE WHEN %(set_custom)s THEN %(custom_status)s::jsonb
+                             ELSE custom_status END,
+        error = %(error)s::jsonb,
+        finished_at = now(),
+        updated_at = now()
+    WHERE run_id = %(run_id)s AND lease_token = %(token)s AND last_seq = %(expected_seq)s
+      AND parent_run_id IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM runs AS c
+          WHERE c.parent_run_id = %(run_id)s
+            AND c.status IN ('pending', 'running', 'waiting', 'paused', 'blocked'))
+    RETURNING run_id, watched
+), ins AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
+    FROM r, jsonb_array_elements(%(events)s::jsonb) AS e
+), w AS (
+    DELETE FROM event_waiters USING r WHERE event_waiters.run_id = r.run_id
+), n AS (
+    SELECT pg_notify(%(done_channel)s, r.run_id) FROM r WHERE r.watched
+)
+SELECT r.watched, (SELECT count(*) FROM n) FROM r

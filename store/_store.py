@@ -16,6 +16,7 @@ import psycopg.errors
 import tenacity
 from psycopg import sql
 from psycopg.rows import TupleRow
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..replay.errors import (
@@ -80,6 +81,8 @@ class Claim:
     nudged: bool
     parent_run_id: str | None
     parent_pos: int | None
+    #: the run's log, when the claim already read it (runs never started); else None
+    events: list[StoredEvent] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +324,25 @@ class Store:
                     "workflows": list(workflows),
                 },
             ).fetchall()
-        return [Claim(*r) for r in rows]
+        claims: dict[str, Claim] = {}
+        for r in rows:
+            claim = claims.get(r[0])
+            if claim is None:
+                claim = claims[r[0]] = Claim(
+                    run_id=r[0],
+                    workflow=r[1],
+                    token=r[2],
+                    last_seq=r[3],
+                    history_start=r[4],
+                    deadline=r[5],
+                    nudged=r[6],
+                    parent_run_id=r[7],
+                    parent_pos=r[8],
+                    events=[] if r[9] else None,
+                )
+            if r[10] is not None and claim.events is not None:
+                claim.events.append(StoredEvent(r[0], r[10], r[11], r[12], r[13]))
+        return list(claims.values())
 
     def load_events(self, after: dict[str, int]) -> dict[str, list[StoredEvent]]:
         """Events of several runs with ``seq > after[run_id]``, in order, in one query."""
@@ -360,6 +381,8 @@ class Store:
         Raises :class:`LeaseLost` (another worker took the run) or :class:`ConflictError`
         (the sequence moved): nothing is written then.
         """
+        if mode == "hold" and len(events) == 1 and not set_custom and not set_error:
+            return self._append_one(run_id, token, expected_seq, events[0], conn)
         params = {
             "run_id": run_id,
             "token": token,
@@ -381,6 +404,60 @@ class Store:
                 self._raise_fence(c, run_id, token, expected_seq)
         assert row is not None
         return AppendResult(bool(row[0]), bool(row[1]), bool(row[2]))
+
+    def finish_simple(
+        self,
+        *,
+        run_id: str,
+        token: uuid.UUID,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        status: str,
+        custom_status: Any,
+        set_custom: bool,
+        error: dict[str, Any] | None,
+    ) -> bool:
+        """End a run that has no parent and no unfinished children in one statement.
+        Returns False (nothing written) when that does not apply or the fence fails; the
+        caller then ends the run in a full transaction, which raises the precise error."""
+        params = {
+            "run_id": run_id,
+            "token": token,
+            "expected_seq": expected_seq,
+            "new_seq": events[-1].seq,
+            "events": _events_json(events),
+            "status": status,
+            "custom_status": _jsonb(custom_status),
+            "set_custom": set_custom,
+            "error": _jsonb(error),
+            "done_channel": self.done_channel,
+        }
+        with self.connection() as conn:
+            return conn.execute(self._q["finish_simple"], params).fetchone() is not None
+
+    def _append_one(
+        self,
+        run_id: str,
+        token: uuid.UUID,
+        expected_seq: int,
+        event: NewEvent,
+        conn: psycopg.Connection[Any] | None,
+    ) -> AppendResult:
+        params = {
+            "run_id": run_id,
+            "token": token,
+            "expected_seq": expected_seq,
+            "seq": event.seq,
+            "type": event.type,
+            "data": Jsonb(event.data),
+            "created_at": event.created_at,
+        }
+        with self._conn(conn) as c:
+            row = c.execute(self._q["append_one"], params).fetchone()
+            if row is None:
+                self._raise_fence(c, run_id, token, expected_seq)
+        assert row is not None
+        return AppendResult(bool(row[0]), False, False)
 
     def _raise_fence(
         self, conn: psycopg.Connection[Any], run_id: str, token: uuid.UUID, expected_seq: int

@@ -145,7 +145,14 @@ def template_database(postgres_dsn: str, schema: str) -> Iterator[str]:
     try:
         with psycopg.connect(template_dsn, autocommit=True) as conn:
             migrate(conn, schema)
-        # the connection is closed here: CREATE DATABASE ... TEMPLATE needs it idle
+        # Closed now: CREATE DATABASE ... TEMPLATE fails while anyone is connected to the
+        # template, so nobody may connect to it from here on.
+        with _admin(postgres_dsn) as conn:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(name)
+                )
+            )
         yield name
     finally:
         _drop_database(postgres_dsn, name)

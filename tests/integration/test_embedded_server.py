@@ -31,7 +31,8 @@ import json, sys
 import psycopg
 from durable._embedded import resolve_dsn
 
-sys.stdin.readline()  # the gate: every starter waits here until all are spawned
+print("ready", flush=True)
+sys.stdin.readline()  # the gate: opened once every starter has imported everything
 dsn = resolve_dsn(None)
 with psycopg.connect(dsn) as conn:
     row = conn.execute(
@@ -67,6 +68,9 @@ def test_concurrent_starters_share_one_server_that_outlives_them(home: Path) -> 
         )
         for _ in range(6)
     ]
+    for proc in starters:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "ready\n"
     for proc in starters:  # open the gate for all of them, as close together as we can
         assert proc.stdin is not None
         proc.stdin.write("go\n")

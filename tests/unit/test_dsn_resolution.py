@@ -81,7 +81,7 @@ def test_the_embedded_url_is_a_unix_socket_in_the_data_directory(tmp_path: Path)
 
 def test_a_long_home_puts_the_socket_in_a_short_directory(tmp_path: Path) -> None:
     home = tmp_path / ("x" * 120)
-    host = conninfo_to_dict(embedded_url(home))["host"]
+    host = str(conninfo_to_dict(embedded_url(home))["host"])
     assert host.startswith("/tmp/pgdurable-")
     assert host == conninfo_to_dict(embedded_url(home))["host"]  # stable
     assert len(host) < 40
