@@ -75,6 +75,7 @@ class Activation:
     done: bool = False
     custom_status: Any = None
     set_custom: bool = False
+    tick_at: datetime | None = None
 
     @property
     def run_id(self) -> str:
@@ -129,6 +130,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._thread: threading.Thread | None = None
         self._workflow_names: list[str] = []
+        self._shut_down = False
         self._group = GroupAppender(app.store)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -178,6 +180,10 @@ class Worker:
         try:
             self._claim_loop()
         finally:
+            with self._state_lock:
+                # From here on nothing new is submitted (stopping already keeps new steps
+                # from starting); late timer ticks and notifications are dropped.
+                self._shut_down = True
             self._executor.shutdown(wait=True)
             with self._state_lock:
                 held = list(self._held.values())
@@ -314,6 +320,8 @@ class Worker:
 
     def _submit(self, fn: Any, *args: Any) -> None:
         with self._state_lock:
+            if self._shut_down:
+                return  # a late timer tick after stop(): the lease will be re-claimed
             self._busy += 1
 
         def task() -> None:
@@ -417,7 +425,11 @@ class Worker:
         ]
         if not times:
             return
-        delay = max((min(times) - _now()).total_seconds(), 0.0) + 0.001
+        due = min(times)
+        if act.tick_at is not None and act.tick_at <= due:
+            return  # a tick is already scheduled in time
+        act.tick_at = due
+        delay = max((due - _now()).total_seconds(), 0.0) + 0.001
         timer = threading.Timer(delay, self._submit, (self._tick, act))
         timer.daemon = True
         timer.start()
@@ -425,6 +437,7 @@ class Worker:
     def _tick(self, act: Activation) -> None:
         """Look at a held run again (a timer came due, or its inbox was nudged)."""
         with act.lock:
+            act.tick_at = None
             if act.done:
                 return
             try:
@@ -642,8 +655,7 @@ class Worker:
         def body(conn: psycopg.Connection[Any]) -> None:
             events.clear()
             row = conn.execute(
-                "SELECT 1 FROM runs WHERE run_id = %s AND lease_token = %s FOR UPDATE",
-                (act.run_id, act.token),
+                store.q("lock_leased_run"), {"run_id": act.run_id, "token": act.token}
             ).fetchone()
             if row is None:
                 raise _Lost()
@@ -664,7 +676,7 @@ class Worker:
                 lease_seconds=self.lease_seconds,
                 conn=conn,
             )
-            conn.execute("UPDATE runs SET nudged = false WHERE run_id = %s", (act.run_id,))
+            conn.execute(store.q("clear_nudge"), {"run_id": act.run_id})
             events[:] = numbered
 
         try:

@@ -375,3 +375,11 @@ WITH r AS (
     SELECT pg_notify(%(done_channel)s, r.run_id) FROM r WHERE r.watched
 )
 SELECT r.watched, (SELECT count(*) FROM n) FROM r
+
+-- name: lock_leased_run
+-- The first statement of an inbox sync: lock the run's row (so signals and control
+-- messages that arrive meanwhile wait, and nudge again after we commit) and check the lease.
+SELECT 1 FROM runs WHERE run_id = %(run_id)s AND lease_token = %(token)s FOR UPDATE
+
+-- name: clear_nudge
+UPDATE runs SET nudged = false WHERE run_id = %(run_id)s
