@@ -8,6 +8,7 @@ import inspect
 import logging
 import secrets
 import threading
+import time
 import typing
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ import psycopg
 from ._codec import Codec, make_codec, type_hints
 from ._embedded import resolve_dsn
 from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, seconds
+from ._waiter import ResultWaiter
 from .replay import StepCall, current_context
 from .replay.errors import (
     RunCancelled,
@@ -122,6 +124,7 @@ class App:
         self.codec = make_codec(codec)
         self._pool_size = pool_size
         self._store: Store | None = None
+        self._waiter: ResultWaiter | None = None
         self._store_lock = threading.Lock()
         self.workflows: dict[str, WorkflowDef] = {}
         self.steps: dict[str, StepDef] = {}
@@ -146,6 +149,9 @@ class App:
     def close(self) -> None:
         """Release every database connection."""
         with self._store_lock:
+            if self._waiter is not None:
+                self._waiter.close()
+                self._waiter = None
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -568,21 +574,14 @@ class App:
     # -- results -------------------------------------------------------------------
 
     def _wait_result(self, run_id: str, timeout: float | None) -> Any:
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         store = self.store
-        status = store.watch(run_id)
-        if status in TERMINAL:
-            return self._outcome(run_id)
-        listener = store.connect_listener()
+        waiter = self._result_waiter()
+        event = waiter.register(run_id)
         try:
-            store.listen(listener, store.done_channel)
-            while True:
-                status = store.status(run_id)
-                if status in TERMINAL:
-                    return self._outcome(run_id)
-                wait = 2.0  # the safety-net poll; notifications usually arrive first
+            status = store.watch(run_id)  # after register: no end can slip between
+            while status not in TERMINAL:
+                wait = 2.0  # the safety-net poll; the notification usually comes first
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -591,11 +590,21 @@ class App:
                             f"(status {status}); is a worker running?"
                         )
                     wait = min(wait, left)
-                for note in listener.notifies(timeout=wait):
-                    if note.payload == run_id:
-                        break
+                event.wait(wait)
+                event.clear()
+                status = store.status(run_id)
         finally:
-            listener.close()
+            waiter.unregister(run_id, event)
+        return self._outcome(run_id)
+
+    def _result_waiter(self) -> ResultWaiter:
+        store = self.store  # opens the store first (it takes the same lock)
+        with self._store_lock:
+            if self._waiter is None:
+                self._waiter = ResultWaiter(
+                    store.connect_listener, lambda conn: store.listen(conn, store.done_channel)
+                )
+            return self._waiter
 
     def _outcome(self, run_id: str) -> Any:
         row = self.store.get_run(run_id)

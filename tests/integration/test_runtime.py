@@ -418,3 +418,34 @@ def test_list_runs_includes_args_and_result(app: durable.App, worker: Any) -> No
 def test_malformed_dsn_is_a_config_error() -> None:
     with durable.App("not a dsn at all") as bad, pytest.raises(durable.ConfigError, match="DSN"):
         bad.list_runs()
+
+
+def test_many_threads_wait_for_results_on_one_connection(app: durable.App, worker: Any) -> None:
+    """result() shares one LISTEN connection per App: more waiters than the server has
+    connections (max_connections defaults to 100) still all get their results."""
+
+    @app.workflow()
+    def gated(ctx: durable.Context, i: int) -> int:
+        yield ctx.wait_signal("go")
+        return i
+
+    runs = [app.start(gated, i) for i in range(120)]
+    results: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def wait(i: int, handle: durable.RunHandle) -> None:
+        try:
+            results[i] = handle.result(timeout=60)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wait, args=(i, h)) for i, h in enumerate(runs)]
+    for t in threads:
+        t.start()
+    with worker(app, concurrency=8):
+        for h in runs:
+            app.signal(h.run_id, "go")
+        for t in threads:
+            t.join(90)
+    assert not errors
+    assert results == {i: i for i in range(120)}
