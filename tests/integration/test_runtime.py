@@ -449,3 +449,24 @@ def test_many_threads_wait_for_results_on_one_connection(app: durable.App, worke
             t.join(90)
     assert not errors
     assert results == {i: i for i in range(120)}
+
+
+@pytest.mark.parametrize(("cache_size", "expected_top_runs"), [(1000, 1), (0, 4)])
+def test_sticky_cache_wakes_without_replaying(
+    app: durable.App, worker: Any, cache_size: int, expected_top_runs: int
+) -> None:
+    """A run that waits and wakes is resumed from the worker's cached generator: code
+    before its first yield runs once. Without the cache every wake-up is a full replay."""
+    top_runs = {"n": 0}
+
+    @app.workflow()
+    def napper(ctx: durable.Context) -> int:
+        top_runs["n"] += 1
+        for _ in range(3):
+            yield ctx.sleep(0.05)
+        return top_runs["n"]
+
+    run = app.start(napper)
+    with worker(app, cache_size=cache_size, concurrency=1):
+        run.result(timeout=30)
+    assert top_runs["n"] == expected_top_runs
