@@ -766,6 +766,9 @@ class Worker:
                 out.append(
                     NewEvent(0, "timer_started", {"pos": p.pos, "fire_at": fire.isoformat()}, now)
                 )
+            elif isinstance(p, PendingWait) and p.timeout is None and not p.started:
+                data = {"pos": p.pos, "kind": p.kind, "name": p.name}
+                out.append(NewEvent(0, "wait_started", data, now))
             elif isinstance(p, PendingChild) and p.child_run_id is None:
                 out.append(self._start_child(act, p, now))
         return out

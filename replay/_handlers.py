@@ -65,6 +65,12 @@ def timer_started(engine: Engine, event: HistoryEvent) -> None:
         slot.fire_at = _tree.parse_time(event.data["fire_at"])
 
 
+def wait_started(engine: Engine, event: HistoryEvent) -> None:
+    slot = engine._slot(event, _WAITS, event.data["name"])
+    if slot is not None:
+        slot.started = True
+
+
 def timer_fired(engine: Engine, event: HistoryEvent) -> None:
     slot = engine._slot(event, _tree.SLEEP, None)
     if slot is not None:
@@ -181,6 +187,7 @@ HANDLERS: Final[dict[str, Callable[[Engine, HistoryEvent], None]]] = {
     "step_failed": step_failed,
     "timer_started": timer_started,
     "timer_fired": timer_fired,
+    "wait_started": wait_started,
     "signal_received": signal_received,
     "event_received": event_received,
     "wait_timed_out": wait_timed_out,

@@ -67,8 +67,10 @@ def describe_event(event: HistoryEvent) -> str:
     data = event.data
     if kind.startswith("step_"):
         return f"step {data.get('name')!r}"
-    if kind == "signal_received":
+    if kind == "signal_received" or (kind == "wait_started" and data.get("kind") == "signal"):
         return f"wait_signal({data.get('name')!r})"
+    if kind == "wait_started":
+        return f"wait_event({data.get('name')!r})"
     if kind == "event_received":
         return f"wait_event({data.get('key')!r})"
     if kind == "child_started":

@@ -45,6 +45,7 @@ class Slot:
         "not_before",
         "parent",
         "pos",
+        "started",
         "state",
     )
 
@@ -68,6 +69,7 @@ class Slot:
         self.not_before: datetime | None = None
         self.fire_at: datetime | None = None
         self.child_run_id: str | None = None
+        self.started = False
 
 
 class Group:

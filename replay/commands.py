@@ -42,6 +42,7 @@ __all__ = [
     "TERMINAL_EVENT_TYPES",
     "TIMER_FIRED",
     "TIMER_STARTED",
+    "WAIT_STARTED",
     "WAIT_TIMED_OUT",
     "All",
     "AnyOf",
@@ -74,6 +75,7 @@ STEP_COMPLETED: Final = "step_completed"
 STEP_ATTEMPT_FAILED: Final = "step_attempt_failed"
 STEP_FAILED: Final = "step_failed"
 TIMER_STARTED: Final = "timer_started"
+WAIT_STARTED: Final = "wait_started"
 TIMER_FIRED: Final = "timer_fired"
 SIGNAL_RECEIVED: Final = "signal_received"
 EVENT_RECEIVED: Final = "event_received"
@@ -106,6 +108,7 @@ EVENT_TYPES: Final = frozenset(
         STEP_ATTEMPT_FAILED,
         STEP_FAILED,
         TIMER_STARTED,
+        WAIT_STARTED,
         TIMER_FIRED,
         SIGNAL_RECEIVED,
         EVENT_RECEIVED,
@@ -285,6 +288,9 @@ class PendingWait:
     """Wait ``pos`` for a ``kind`` ("signal" or "event") called ``name``.
 
     With a ``timeout``, ``timeout_at`` is None until the worker writes ``timer_started``.
+    Without one, ``started`` is False until the worker writes ``wait_started``: the record
+    that the code reached this wait, so a replay after a deploy knows that the code before
+    it already ran with the old version (``ctx.patched`` answers False there).
     """
 
     pos: int
@@ -292,6 +298,7 @@ class PendingWait:
     name: str
     timeout: float | None
     timeout_at: datetime | None
+    started: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,9 +140,15 @@ class Engine:
             elif isinstance(cmd, Sleep):
                 items.append(PendingTimer(slot.pos, cmd.seconds, cmd.until, slot.fire_at))
             elif isinstance(cmd, WaitSignal):
-                items.append(PendingWait(slot.pos, "signal", cmd.name, cmd.timeout, slot.fire_at))
+                items.append(
+                    PendingWait(
+                        slot.pos, "signal", cmd.name, cmd.timeout, slot.fire_at, slot.started
+                    )
+                )
             elif isinstance(cmd, WaitEvent):
-                items.append(PendingWait(slot.pos, "event", cmd.key, cmd.timeout, slot.fire_at))
+                items.append(
+                    PendingWait(slot.pos, "event", cmd.key, cmd.timeout, slot.fire_at, slot.started)
+                )
             elif isinstance(cmd, ChildCall):
                 items.append(PendingChild(slot.pos, cmd, slot.child_run_id))
         return items

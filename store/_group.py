@@ -70,7 +70,10 @@ class GroupAppender:
             if req.done:
                 return self._outcome(req)
             self._busy = True
-            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            # The leader always sends its own request, plus up to MAX_BATCH - 1 others.
+            others = [r for r in self._queue if r is not req]
+            batch = [req, *others[: MAX_BATCH - 1]]
+            self._queue = others[MAX_BATCH - 1 :]
         try:
             self._send(batch)
         except BaseException as exc:

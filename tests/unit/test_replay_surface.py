@@ -73,7 +73,7 @@ def test_event_type_constants_are_the_documented_names() -> None:
     assert replay.RUN_STARTED == "run_started"
     assert replay.STEP_ATTEMPT_FAILED == "step_attempt_failed"
     assert replay.EVENT_TYPES >= replay.TERMINAL_EVENT_TYPES
-    assert len(replay.EVENT_TYPES) == 24
+    assert len(replay.EVENT_TYPES) == 25
 
 
 def test_the_engine_imports_only_pure_standard_library_modules() -> None:
