@@ -255,7 +255,7 @@ class App:
 
         return decorate
 
-    def workflow_def(self, workflow: Any) -> WorkflowDef:
+    def _workflow_def(self, workflow: Any) -> WorkflowDef:
         """The registered workflow for a decorated function or a name."""
         name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", None)
         if name is None:
@@ -269,12 +269,13 @@ class App:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise WorkflowNotFound(
                 f"unknown workflow {name!r} (registered: {known}); register it with "
-                "@app.workflow() in the code this App runs"
+                "@app.workflow() in the code this App runs",
+                workflow=name,
             ) from None
 
     # -- decoding ------------------------------------------------------------------
 
-    def decode_args(self, workflow: str, raw: list[Any]) -> tuple[Any, ...]:
+    def _decode_args(self, workflow: str, raw: list[Any]) -> tuple[Any, ...]:
         """Workflow arguments from the log, typed by the workflow's annotations."""
         wf = self.workflows.get(workflow)
         annotations: tuple[Any, ...] = wf.param_annotations if wf else ()
@@ -284,10 +285,10 @@ class App:
             out.append(self.codec.decode(value, ann))
         return tuple(out)
 
-    def decode_value(self, kind: str, name: str, raw: Any) -> Any:
+    def _decode_value(self, kind: str, name: str, raw: Any) -> Any:
         """The engine's decode hook (see docs/internals.md)."""
         if kind == "args":
-            return self.decode_args(name, raw)
+            return self._decode_args(name, raw)
         if kind == "step":
             step = self.steps.get(name)
             return self.codec.decode(
@@ -313,7 +314,7 @@ class App:
         ``args``. A ``run_id`` or ``idempotency_key`` (per workflow) that exists starts
         nothing and returns the existing run's handle. ``start_at`` (aware datetime) or
         ``delay`` (seconds or timedelta) defer the start."""
-        wf = self.workflow_def(workflow)
+        wf = self._workflow_def(workflow)
         if start_at is not None and delay is not None:
             raise ValueError("pass start_at or delay, not both")
         if start_at is not None and (
@@ -377,11 +378,11 @@ class App:
 
     def _control(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         def body(conn: psycopg.Connection[Any]) -> None:
-            self.apply_control(conn, run_id, kind, data, utcnow(), raise_inactive=True)
+            self._apply_control(conn, run_id, kind, data, utcnow(), raise_inactive=True)
 
         self.store.run_in_tx(body)
 
-    def apply_control(
+    def _apply_control(
         self,
         conn: psycopg.Connection[Any],
         run_id: str,
@@ -401,7 +402,7 @@ class App:
             return
         if kind == "cancel":
             for child in store.active_children(conn, run_id):
-                self.apply_control(
+                self._apply_control(
                     conn,
                     child,
                     "cancel",
@@ -437,7 +438,7 @@ class App:
             if not lock.started or lock.status == "blocked":
                 # Nothing can run compensation: the generator never started, or its code no
                 # longer matches the log. The run ends here.
-                self.finish_direct(
+                self._finish_direct(
                     conn,
                     lock,
                     [NewEvent(seq, "run_cancelled", {"reason": reason}, now)],
@@ -456,7 +457,7 @@ class App:
         else:  # pragma: no cover - internal misuse
             raise ValueError(f"unknown control {kind!r}")
 
-    def finish_direct(
+    def _finish_direct(
         self,
         conn: psycopg.Connection[Any],
         lock: RunLock,
@@ -478,7 +479,7 @@ class App:
             error=error,
             set_error=error is not None,
         )
-        self.after_finish(
+        self._after_finish(
             conn,
             lock.run_id,
             lock.parent_run_id,
@@ -489,7 +490,7 @@ class App:
             now,
         )
 
-    def after_finish(
+    def _after_finish(
         self,
         conn: psycopg.Connection[Any],
         run_id: str,
@@ -504,7 +505,7 @@ class App:
         store = self.store
         conn.execute(store.q("waiters_clear"), {"run_id": run_id})
         for child in store.active_children(conn, run_id):
-            self.apply_control(
+            self._apply_control(
                 conn,
                 child,
                 "cancel",
@@ -513,13 +514,13 @@ class App:
                 raise_inactive=False,
             )
         if parent_run_id is not None and parent_pos is not None:
-            self.deliver_child_result(
+            self._deliver_child_result(
                 conn, parent_run_id, parent_pos, run_id, status, end_data, now
             )
         if watched:
             store.notify(conn, store.done_channel, run_id)
 
-    def deliver_child_result(
+    def _deliver_child_result(
         self,
         conn: psycopg.Connection[Any],
         parent_run_id: str,
@@ -611,7 +612,7 @@ class App:
         status = row["status"]
         end = row["end_data"] or {}
         if status == "completed":
-            return self.decode_value("child", row["workflow"], end.get("result"))
+            return self._decode_value("child", row["workflow"], end.get("result"))
         if status == "failed":
             raise RunFailed(run_id, end.get("error_type", "unknown"), end.get("message", ""))
         if status == "cancelled":
@@ -634,12 +635,12 @@ class App:
         args = None
         if "args" in start:
             try:
-                args = list(self.decode_args(row["workflow"], start["args"]))
+                args = list(self._decode_args(row["workflow"], start["args"]))
             except Exception:
                 args = list(start["args"])
         result = None
         if row["status"] == "completed":
-            result = self.decode_value("child", row["workflow"], end.get("result"))
+            result = self._decode_value("child", row["workflow"], end.get("result"))
         return RunInfo(
             run_id=row["run_id"],
             workflow=row["workflow"],
@@ -703,7 +704,9 @@ class App:
             if lock.status not in ("failed", "blocked"):
                 raise RunStateError(
                     f"run {run_id!r} is {lock.status}; only failed or blocked runs can be "
-                    "retried (use rerun to start it over)"
+                    "retried (use rerun to start it over)",
+                    run_id=run_id,
+                    status=lock.status,
                 )
             voids: list[int] = []
             if lock.status == "failed":
@@ -715,13 +718,23 @@ class App:
                     voids.append(int(last[0]))
                     cause = (last[2] or {}).get("cause_pos")
                     if cause is not None:
-                        voids.extend(
+                        failures = [
                             int(r[0])
                             for r in conn.execute(
                                 store.q("step_failure_seqs"),
                                 {"run_id": run_id, "from_seq": lock.history_start, "pos": cause},
                             )
-                        )
+                        ]
+                        if failures and _work_after(conn, store, run_id, max(failures)):
+                            raise RunStateError(
+                                f"run {run_id!r} handled the failure of its step at position "
+                                f"{cause} (it recorded more work, such as compensation, before "
+                                "failing); retrying would run that step again after its "
+                                "compensation. Use rerun to start it over.",
+                                run_id=run_id,
+                                status=lock.status,
+                            )
+                        voids.extend(failures)
             now = utcnow()
             store.direct_append(
                 conn,
@@ -872,3 +885,11 @@ def _generator_return(annotation: Any) -> Any:
     if origin in (collections.abc.Iterator, collections.abc.Iterable):
         return inspect.Parameter.empty
     return annotation
+
+
+def _work_after(conn: psycopg.Connection[Any], store: Store, run_id: str, seq: int) -> bool:
+    """Whether the workflow recorded work after ``seq`` (other than its end)."""
+    rows = conn.execute(
+        store.q("copy_events"), {"run_id": run_id, "from_seq": seq + 1, "to_seq": 2**31 - 1}
+    ).fetchall()
+    return any(r[1] not in ("run_failed", "status_set", "patch_marker") for r in rows)

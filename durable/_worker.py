@@ -315,7 +315,7 @@ class Worker:
         wf = self.app.workflows.get(claim.workflow)
         fn = wf.fn if wf is not None else _unknown_workflow(claim.workflow)
         return Engine(
-            fn, workflow=claim.workflow, run_id=claim.run_id, decode=self.app.decode_value
+            fn, workflow=claim.workflow, run_id=claim.run_id, decode=self.app._decode_value
         )
 
     def _submit(self, fn: Any, *args: Any) -> None:
@@ -374,7 +374,9 @@ class Worker:
                 produced = []
                 if self._sync(act):
                     continue
-            starters = self._starters(act)
+            # A paused run stops at its yield: nothing new is started (steps already running
+            # finish and are recorded); signals, events and timers wait in the inbox.
+            starters = [] if act.paused else self._starters(act)
             if starters:
                 produced = produced + starters
                 continue  # feed them (they change pending state) and look again
@@ -633,6 +635,8 @@ class Worker:
     # -- inbox and timers ----------------------------------------------------------
 
     def _needs_sync(self, act: Activation) -> bool:
+        if act.paused:
+            return False  # a paused run takes only control messages (resume, cancel)
         now = _now()
         for p in act.engine.pending():
             if isinstance(p, PendingWait):
@@ -661,7 +665,7 @@ class Worker:
                 raise _Lost()
             for control in store.drain_controls(conn, act.run_id):
                 events.append(self._control_event(act, control, now))
-            if not events:
+            if not events and not act.paused:
                 item = self._one_inbox_item(act, conn, now)
                 if item is not None:
                     events.append(item)
@@ -894,7 +898,7 @@ class Worker:
                 set_error=True,
                 conn=conn,
             )
-            app.after_finish(
+            app._after_finish(
                 conn,
                 act.run_id,
                 act.claim.parent_run_id,

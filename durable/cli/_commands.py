@@ -106,7 +106,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     ``--wait``, its result)."""
     values = [parse_json(raw, f"argument {i}") for i, raw in enumerate(args.args, start=1)]
     with load_app(args.app, args) as app:
-        _check_arguments(app.workflow_def(args.workflow).fn, args.workflow, values)
+        _check_arguments(app._workflow_def(args.workflow).fn, args.workflow, values)
         handle = app.start(
             args.workflow, *values, run_id=args.run_id, idempotency_key=args.idempotency_key
         )
@@ -304,7 +304,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with load_app(args.app, args) as app:
         if args.workflow is not None and args.workflow not in app.workflows:
-            app.workflow_def(args.workflow)  # raises WorkflowNotFound with the known names
+            app._workflow_def(args.workflow)  # raises WorkflowNotFound with the known names
         report = check_runs(app, workflow=args.workflow, limit=args.limit)
     console = out_console()
     for m in report.mismatches:

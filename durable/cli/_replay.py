@@ -79,7 +79,7 @@ def check_runs(app: App, *, workflow: str | None = None, limit: int = 1000) -> R
         report.checked += 1
         try:
             engine = Engine(
-                definition.fn, workflow=run.workflow, run_id=run.run_id, decode=app.decode_value
+                definition.fn, workflow=run.workflow, run_id=run.run_id, decode=app._decode_value
             )
             engine.feed(
                 [HistoryEvent(e.seq, e.type, e.data, e.created_at) for e in events],

@@ -660,3 +660,35 @@ def test_signal_pause_resume_cancel_to_a_finished_run_raise_run_not_active(
         assert inactive.value.status == "completed", name
     assert app.history(run.run_id) == before
     assert app.get_run(run.run_id).status == "completed"
+
+
+def test_retry_refuses_a_run_that_compensated_before_failing(app: durable.App, worker: Any) -> None:
+    """A workflow that caught a step failure, recorded compensation and re-raised cannot
+    be retried from the failed step (that would undo the compensation's meaning): retry
+    says so and changes nothing; rerun is the way to start over."""
+
+    @app.step(retry=None)
+    def charge() -> None:
+        raise ValueError("declined")
+
+    @app.step()
+    def release_stock() -> str:
+        return "released"
+
+    @app.workflow()
+    def saga(ctx: durable.Context) -> None:
+        try:
+            yield charge()
+        except durable.StepFailed:
+            yield release_stock()
+            raise
+
+    run = app.start(saga)
+    with worker(app), pytest.raises(durable.RunFailed):
+        run.result(timeout=30)
+    before = [e.type for e in app.history(run.run_id)]
+    with pytest.raises(durable.RunStateError, match="rerun") as info:
+        app.retry(run.run_id)
+    assert info.value.run_id == run.run_id and info.value.status == "failed"
+    assert [e.type for e in app.history(run.run_id)] == before
+    assert app.get_run(run.run_id).status == "failed"
