@@ -19,7 +19,7 @@ import uuid
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -193,6 +193,7 @@ class Worker:
             self._stopped.set()
             for t in self._threads:
                 t.join(timeout=5)
+            self._group.close()
             log.info("worker %s stopped", self.worker_id)
 
     # -- claiming ------------------------------------------------------------------
@@ -284,7 +285,8 @@ class Worker:
                     and cached[0].outcome is None
                 ):
                     engines[c.run_id] = cached[0]
-                    after[c.run_id] = cached[0].last_seq
+                    if cached[0].last_seq < c.last_seq:  # else nothing new to load
+                        after[c.run_id] = cached[0].last_seq
                 else:
                     after[c.run_id] = c.history_start - 1
         try:
@@ -306,7 +308,7 @@ class Worker:
             )
             with self._state_lock:
                 self._held[c.run_id] = act
-            stored = c.events if c.events is not None else loaded[c.run_id]
+            stored = c.events if c.events is not None else loaded.get(c.run_id, [])
             history = [HistoryEvent(e.seq, e.type, e.data, e.created_at) for e in stored]
             known = c.workflow in self.app.workflows
             self._submit(self._activate, act, history, known)
@@ -655,6 +657,7 @@ class Worker:
         store = app.store
         now = _now()
         events: list[NewEvent] = []
+        left = [False]
 
         def body(conn: psycopg.Connection[Any]) -> None:
             events.clear()
@@ -669,6 +672,16 @@ class Worker:
                 item = self._one_inbox_item(act, conn, now)
                 if item is not None:
                     events.append(item)
+            waits = [
+                p.name
+                for p in act.engine.pending()
+                if isinstance(p, PendingWait) and p.kind == "signal"
+            ]
+            row = conn.execute(
+                store.q("inbox_has_more"), {"run_id": act.run_id, "names": waits}
+            ).fetchone()
+            more = bool(row and row[0])
+            left[0] = more
             numbered = self._numbered(act, events)
             store.append(
                 run_id=act.run_id,
@@ -680,7 +693,8 @@ class Worker:
                 lease_seconds=self.lease_seconds,
                 conn=conn,
             )
-            conn.execute(store.q("clear_nudge"), {"run_id": act.run_id})
+            if not more:
+                conn.execute(store.q("clear_nudge"), {"run_id": act.run_id})
             events[:] = numbered
 
         try:
@@ -690,8 +704,8 @@ class Worker:
         except DurableError as exc:
             log.warning("run %s: inbox sync failed (%s)", act.run_id, exc)
             raise _Lost from exc
-        # Keep syncing while the inbox yields something: one item per transaction.
-        act.nudged = bool(events)
+        # One item per transaction; sync again only if the inbox still holds something.
+        act.nudged = left[0]
         if not events:
             return False
         act.last_seq = events[-1].seq
@@ -1149,6 +1163,4 @@ def _unknown_workflow(name: str) -> Any:
 
 
 def _now() -> datetime:
-    from ._app import utcnow
-
-    return utcnow()
+    return datetime.now(UTC)

@@ -89,7 +89,7 @@ WITH r AS (
         finished_at = CASE WHEN %(mode)s = 'finish' THEN now() ELSE finished_at END,
         updated_at = now()
     WHERE run_id = %(run_id)s AND lease_token = %(token)s AND last_seq = %(expected_seq)s
-    RETURNING run_id, nudged, wake_at, watched
+    RETURNING run_id, nudged, wake_at, EXISTS (SELECT 1 FROM watchers AS w WHERE w.run_id = runs.run_id) AS watched
 ), ins AS (
     INSERT INTO events (run_id, seq, type, data, created_at)
     SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
@@ -121,7 +121,7 @@ WITH r AS (
                            ELSE finished_at END,
         updated_at = now()
     WHERE run_id = %(run_id)s AND last_seq = %(expected_seq)s
-    RETURNING run_id, watched
+    RETURNING run_id, EXISTS (SELECT 1 FROM watchers AS w WHERE w.run_id = runs.run_id) AS watched
 ), ins AS (
     INSERT INTO events (run_id, seq, type, data, created_at)
     SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
@@ -214,8 +214,12 @@ SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
 WHERE run_id = %(run_id)s AND lease_token = %(token)s
 
 -- name: watch
-UPDATE runs SET watched = true WHERE run_id = %(run_id)s
-RETURNING status
+WITH w AS (
+    INSERT INTO watchers (run_id)
+    SELECT run_id FROM runs WHERE run_id = %(run_id)s
+    ON CONFLICT DO NOTHING
+)
+SELECT status FROM runs WHERE run_id = %(run_id)s
 
 -- name: get_run
 SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r.started_at,
@@ -283,6 +287,8 @@ WITH doomed AS (
     DELETE FROM controls USING doomed WHERE controls.run_id = doomed.run_id RETURNING 1
 ), w AS (
     DELETE FROM event_waiters USING doomed WHERE event_waiters.run_id = doomed.run_id
+), x AS (
+    DELETE FROM watchers USING doomed WHERE watchers.run_id = doomed.run_id
 ), r AS (
     DELETE FROM runs USING doomed WHERE runs.run_id = doomed.run_id RETURNING 1
 )
@@ -364,7 +370,7 @@ WITH r AS (
           SELECT 1 FROM runs AS c
           WHERE c.parent_run_id = %(run_id)s
             AND c.status IN ('pending', 'running', 'waiting', 'paused', 'blocked'))
-    RETURNING run_id, watched
+    RETURNING run_id, EXISTS (SELECT 1 FROM watchers AS w WHERE w.run_id = runs.run_id) AS watched
 ), ins AS (
     INSERT INTO events (run_id, seq, type, data, created_at)
     SELECT r.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
@@ -383,3 +389,8 @@ SELECT 1 FROM runs WHERE run_id = %(run_id)s AND lease_token = %(token)s FOR UPD
 
 -- name: clear_nudge
 UPDATE runs SET nudged = false WHERE run_id = %(run_id)s
+
+-- name: inbox_has_more
+-- Inside an inbox sync: is anything left that the run could take now?
+SELECT EXISTS (SELECT 1 FROM controls WHERE run_id = %(run_id)s)
+    OR EXISTS (SELECT 1 FROM signals WHERE run_id = %(run_id)s AND name = ANY(%(names)s::text[]))

@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
-from ..replay.errors import DurableError
+from ..replay.errors import DatabaseUnavailable, DurableError, StoreError
 
 if TYPE_CHECKING:
     from ._store import NewEvent, Store
@@ -51,6 +52,14 @@ class GroupAppender:
         self._busy = False
         self.batches = 0
         self.appends = 0
+        self._conn: psycopg.Connection[Any] | None = None  # used by the leader only
+
+    def close(self) -> None:
+        """Close the appender's connection."""
+        with self._cond:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def append(
         self,
@@ -95,6 +104,23 @@ class GroupAppender:
         return req.nudged
 
     def _send(self, batch: list[_Request]) -> None:
+        """Send a batch on the appender's own connection (no pool checkout per step)."""
+        if self._conn is None or self._conn.closed:
+            self._conn = self._store.dedicated_connection()
+        conn = self._conn
+        try:
+            self._send_on(conn, batch)
+        except psycopg.OperationalError as exc:
+            self._conn = None
+            conn.close()
+            raise DatabaseUnavailable(f"database connection failed: {exc}") from exc
+        except psycopg.Error as exc:
+            if conn.broken:
+                self._conn = None
+                conn.close()
+            raise StoreError(f"database error: {exc}") from exc
+
+    def _send_on(self, conn: psycopg.Connection[Any], batch: list[_Request]) -> None:
         store = self._store
         if len(batch) == 1:
             r = batch[0]
@@ -108,6 +134,7 @@ class GroupAppender:
                 lease_seconds=0.0,
                 custom_status=r.custom_status,
                 set_custom=r.set_custom,
+                conn=conn,
             )
             r.nudged, r.done = result.nudged, True
             return
@@ -140,8 +167,7 @@ class GroupAppender:
                 params["ev_type"].append(e.type)
                 params["ev_data"].append(Jsonb(e.data))
                 params["ev_at"].append(e.created_at)
-        with store.connection() as conn:
-            rows = conn.execute(store.q("append_many"), params).fetchall()
+        rows = conn.execute(store.q("append_many"), params).fetchall()
         matched = {row[0]: bool(row[1]) for row in rows}
         for r in batch:
             if r.run_id in matched:
@@ -149,8 +175,7 @@ class GroupAppender:
         missing = [r for r in batch if not r.done]
         for r in missing:
             try:
-                with store.connection() as conn:
-                    store._raise_fence(conn, r.run_id, r.token, r.expected_seq)
+                store._raise_fence(conn, r.run_id, r.token, r.expected_seq)
             except DurableError as exc:
                 r.error = exc
             else:  # pragma: no cover - the fence check always raises

@@ -241,6 +241,18 @@ class Store:
                 return body(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def dedicated_connection(self) -> psycopg.Connection[TupleRow]:
+        """A connection of its own (autocommit, search_path and time zone set), for a
+        caller that sends statements back to back and wants no pool checkout each time."""
+        conn = self.connect_listener()
+        try:
+            set_search_path(conn, self.schema)
+            conn.execute("SET TimeZone = 'UTC'")
+        except psycopg.Error as exc:
+            conn.close()
+            raise DatabaseUnavailable(f"database connection failed: {_first_line(exc)}") from exc
+        return conn
+
     def connect_listener(self) -> psycopg.Connection[TupleRow]:
         """A dedicated connection for LISTEN (not from the pool)."""
         try:
