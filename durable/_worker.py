@@ -48,7 +48,7 @@ from .replay.errors import (
     StoreError,
 )
 from .store import Claim, NewEvent
-from .store._group import GroupAppender
+from .store._group import GroupAppender, NotFinishedHere
 
 if TYPE_CHECKING:
     from ._app import App, StepDef
@@ -880,22 +880,25 @@ class Worker:
             act, [*produced, *self._markers(act), NewEvent(0, end_type, data, now)]
         )
 
-        try:
-            if act.claim.parent_run_id is None and app.store.finish_simple(
-                run_id=act.run_id,
-                token=act.token,
-                expected_seq=act.last_seq,
-                events=events,
-                status=status,
-                custom_status=act.custom_status,
-                set_custom=act.set_custom,
-                error=error,
-            ):
+        if act.claim.parent_run_id is None:
+            # Most runs end here: in the group commit, one statement with other runs' steps.
+            try:
+                self._group.append(
+                    act.run_id,
+                    act.token,
+                    act.last_seq,
+                    events,
+                    act.custom_status,
+                    act.set_custom,
+                    finish_status=status,
+                    finish_error=error,
+                )
+            except (NotFinishedHere, DurableError):
+                pass  # the transactional path below ends it, or says what is wrong
+            else:
                 act.last_seq = events[-1].seq
                 self._drop(act, release=False)
                 return
-        except DurableError:
-            pass  # the transactional path below says what is wrong
 
         def body(conn: psycopg.Connection[Any]) -> None:
             result = app.store.append(

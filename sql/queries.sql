@@ -323,31 +323,6 @@ INSERT INTO events (run_id, seq, type, data, created_at)
 SELECT r.run_id, %(seq)s, %(type)s, %(data)s, %(created_at)s FROM r
 RETURNING (SELECT nudged FROM r)
 
--- name: append_many
--- Group commit: the held-lease appends of several runs in one statement, each fenced on
--- its own (lease_token, last_seq); events are inserted only for the runs that matched.
-WITH u AS (
-    SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::uuid[], %(expected)s::int[],
-                         %(new_seqs)s::int[], %(set_custom)s::bool[], %(customs)s::jsonb[])
-        AS u(run_id, token, expected, new_seq, set_custom, custom)
-), r AS (
-    UPDATE runs
-    SET last_seq = u.new_seq,
-        custom_status = CASE WHEN u.set_custom THEN u.custom ELSE runs.custom_status END,
-        updated_at = now()
-    FROM u
-    WHERE runs.run_id = u.run_id AND runs.lease_token = u.token AND runs.last_seq = u.expected
-    RETURNING runs.run_id, runs.nudged
-), ins AS (
-    INSERT INTO events (run_id, seq, type, data, created_at)
-    SELECT e.run_id, e.seq, e.type, e.data, e.created_at
-    FROM unnest(%(ev_run)s::text[], %(ev_seq)s::int[], %(ev_type)s::text[],
-                %(ev_data)s::jsonb[], %(ev_at)s::timestamptz[])
-        AS e(run_id, seq, type, data, created_at)
-    JOIN r ON r.run_id = e.run_id
-)
-SELECT run_id, nudged FROM r
-
 -- name: finish_simple
 -- The end of a run with no parent and no unfinished children, in one statement: the
 -- projection, the final events, the event waiters and the notification to result()
@@ -394,3 +369,58 @@ UPDATE runs SET nudged = false WHERE run_id = %(run_id)s
 -- Inside an inbox sync: is anything left that the run could take now?
 SELECT EXISTS (SELECT 1 FROM controls WHERE run_id = %(run_id)s)
     OR EXISTS (SELECT 1 FROM signals WHERE run_id = %(run_id)s AND name = ANY(%(names)s::text[]))
+
+-- name: group_commit
+-- Group commit of several runs in one statement: held-lease appends (status NULL) and
+-- ends of runs without parent or live children (status set). Each run is fenced on its
+-- own (lease_token, last_seq); events are inserted only for the runs that matched. An end
+-- that does not match is retried by the caller on the full transactional path.
+WITH u AS (
+    SELECT * FROM unnest(%(run_ids)s::text[], %(tokens)s::uuid[], %(expected)s::int[],
+                         %(new_seqs)s::int[], %(set_custom)s::bool[], %(customs)s::jsonb[],
+                         %(statuses)s::text[], %(errors)s::jsonb[])
+        AS u(run_id, token, expected, new_seq, set_custom, custom, status, error)
+), h AS (
+    UPDATE runs
+    SET last_seq = u.new_seq,
+        custom_status = CASE WHEN u.set_custom THEN u.custom ELSE runs.custom_status END,
+        updated_at = now()
+    FROM u
+    WHERE u.status IS NULL
+      AND runs.run_id = u.run_id AND runs.lease_token = u.token AND runs.last_seq = u.expected
+    RETURNING runs.run_id, runs.nudged, false AS watched
+), f AS (
+    UPDATE runs
+    SET last_seq = u.new_seq,
+        status = u.status,
+        lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL, wake_at = NULL,
+        nudged = false,
+        custom_status = CASE WHEN u.set_custom THEN u.custom ELSE runs.custom_status END,
+        error = u.error,
+        finished_at = now(),
+        updated_at = now()
+    FROM u
+    WHERE u.status IS NOT NULL
+      AND runs.run_id = u.run_id AND runs.lease_token = u.token AND runs.last_seq = u.expected
+      AND runs.parent_run_id IS NULL
+      AND NOT EXISTS (
+          SELECT 1 FROM runs AS c
+          WHERE c.parent_run_id = u.run_id
+            AND c.status IN ('pending', 'running', 'waiting', 'paused', 'blocked'))
+    RETURNING runs.run_id, false AS nudged,
+              EXISTS (SELECT 1 FROM watchers AS w WHERE w.run_id = runs.run_id) AS watched
+), r AS (
+    SELECT * FROM h UNION ALL SELECT * FROM f
+), ins AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT e.run_id, e.seq, e.type, e.data, e.created_at
+    FROM unnest(%(ev_run)s::text[], %(ev_seq)s::int[], %(ev_type)s::text[],
+                %(ev_data)s::jsonb[], %(ev_at)s::timestamptz[])
+        AS e(run_id, seq, type, data, created_at)
+    JOIN r ON r.run_id = e.run_id
+), w AS (
+    DELETE FROM event_waiters USING f WHERE event_waiters.run_id = f.run_id
+), n AS (
+    SELECT pg_notify(%(done_channel)s, f.run_id) FROM f WHERE f.watched
+)
+SELECT r.run_id, r.nudged, (SELECT count(*) FROM n) FROM r

@@ -1,10 +1,13 @@
-"""Group commit for held-lease appends.
+"""Group commit: step results and run endings of many runs in one statement.
 
-Threads that append for different runs at the same moment share one statement and one
-commit: the first to arrive (the leader) sends its own append at once, alone; appends that
+Threads that write for different runs at the same moment share one statement and one
+commit: the first to arrive (the leader) sends its own write at once, alone; writes that
 arrive while a statement is in flight queue up and the next leader sends them together.
 A lone worker thread therefore pays nothing extra, and many threads pay one round trip per
 batch instead of one per step. Every run in a batch is fenced on its own lease and seq.
+A batch carries held-lease appends and the ends of runs that have no parent and no live
+children; any other end (or one whose fence fails) is handed back to the caller, which
+records it in a full transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ class _Request:
     nudged: bool = False
     error: BaseException | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: set for the end of a run (no parent, no live children): its final status and error
+    finish_status: str | None = None
+    finish_error: dict[str, Any] | None = None
+
+
+class NotFinishedHere(Exception):
+    """The run's end could not be recorded by the group statement (the fence failed, or
+    the run has a parent or live children): record it on the full transactional path."""
 
 
 class GroupAppender:
@@ -69,9 +80,23 @@ class GroupAppender:
         events: Sequence[NewEvent],
         custom_status: Any,
         set_custom: bool,
+        *,
+        finish_status: str | None = None,
+        finish_error: dict[str, Any] | None = None,
     ) -> bool:
-        """Append and return the run's ``nudged`` flag; raises like :meth:`Store.append`."""
-        req = _Request(run_id, token, expected_seq, events, custom_status, set_custom)
+        """Append and return the run's ``nudged`` flag; raises like :meth:`Store.append`.
+
+        With ``finish_status`` the events end the run (see :class:`NotFinishedHere`)."""
+        req = _Request(
+            run_id,
+            token,
+            expected_seq,
+            events,
+            custom_status,
+            set_custom,
+            finish_status=finish_status,
+            finish_error=finish_error,
+        )
         with self._cond:
             self._queue.append(req)
             while not req.done and self._busy:
@@ -122,6 +147,24 @@ class GroupAppender:
 
     def _send_on(self, conn: psycopg.Connection[Any], batch: list[_Request]) -> None:
         store = self._store
+        if len(batch) == 1 and batch[0].finish_status is not None:
+            r = batch[0]
+            status: str = batch[0].finish_status
+            ended = store.finish_simple(
+                run_id=r.run_id,
+                token=r.token,
+                expected_seq=r.expected_seq,
+                events=r.events,
+                status=status,
+                custom_status=r.custom_status,
+                set_custom=r.set_custom,
+                error=r.finish_error,
+                conn=conn,
+            )
+            if not ended:
+                r.error = NotFinishedHere(r.run_id)
+            r.done = True
+            return
         if len(batch) == 1:
             r = batch[0]
             result = store.append(
@@ -138,7 +181,7 @@ class GroupAppender:
             )
             r.nudged, r.done = result.nudged, True
             return
-        params: dict[str, list[Any]] = {
+        params: dict[str, Any] = {
             k: []
             for k in (
                 "run_ids",
@@ -147,6 +190,8 @@ class GroupAppender:
                 "new_seqs",
                 "set_custom",
                 "customs",
+                "statuses",
+                "errors",
                 "ev_run",
                 "ev_seq",
                 "ev_type",
@@ -161,19 +206,25 @@ class GroupAppender:
             params["new_seqs"].append(r.events[-1].seq if r.events else r.expected_seq)
             params["set_custom"].append(r.set_custom)
             params["customs"].append(Jsonb(r.custom_status) if r.set_custom else None)
+            params["statuses"].append(r.finish_status)
+            params["errors"].append(None if r.finish_error is None else Jsonb(r.finish_error))
             for e in r.events:
                 params["ev_run"].append(r.run_id)
                 params["ev_seq"].append(e.seq)
                 params["ev_type"].append(e.type)
                 params["ev_data"].append(Jsonb(e.data))
                 params["ev_at"].append(e.created_at)
-        rows = conn.execute(store.q("append_many"), params).fetchall()
+        params["done_channel"] = store.done_channel
+        rows = conn.execute(store.q("group_commit"), params).fetchall()
         matched = {row[0]: bool(row[1]) for row in rows}
         for r in batch:
             if r.run_id in matched:
                 r.nudged, r.done = matched[r.run_id], True
         missing = [r for r in batch if not r.done]
         for r in missing:
+            if r.finish_status is not None:
+                r.error, r.done = NotFinishedHere(r.run_id), True
+                continue
             try:
                 store._raise_fence(conn, r.run_id, r.token, r.expected_seq)
             except DurableError as exc:

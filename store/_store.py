@@ -428,6 +428,7 @@ class Store:
         custom_status: Any,
         set_custom: bool,
         error: dict[str, Any] | None,
+        conn: psycopg.Connection[Any] | None = None,
     ) -> bool:
         """End a run that has no parent and no unfinished children in one statement.
         Returns False (nothing written) when that does not apply or the fence fails; the
@@ -444,8 +445,8 @@ class Store:
             "error": _jsonb(error),
             "done_channel": self.done_channel,
         }
-        with self.connection() as conn:
-            return conn.execute(self._q["finish_simple"], params).fetchone() is not None
+        with self._conn(conn) as c:
+            return c.execute(self._q["finish_simple"], params).fetchone() is not None
 
     def _append_one(
         self,
