@@ -310,12 +310,10 @@ class Worker:
                 self._held[c.run_id] = act
             stored = c.events if c.events is not None else loaded.get(c.run_id, [])
             history = [HistoryEvent(e.seq, e.type, e.data, e.created_at) for e in stored]
-            known = c.workflow in self.app.workflows
-            self._submit(self._activate, act, history, known)
+            self._submit(self._activate, act, history)
 
     def _new_engine(self, claim: Claim) -> Engine:
-        wf = self.app.workflows.get(claim.workflow)
-        fn = wf.fn if wf is not None else _unknown_workflow(claim.workflow)
+        fn = self.app.workflows[claim.workflow].fn  # claims cover registered workflows only
         return Engine(
             fn, workflow=claim.workflow, run_id=claim.run_id, decode=self.app._decode_value
         )
@@ -340,12 +338,9 @@ class Worker:
 
     # -- driving a run -------------------------------------------------------------
 
-    def _activate(self, act: Activation, history: list[HistoryEvent], known: bool) -> None:
+    def _activate(self, act: Activation, history: list[HistoryEvent]) -> None:
         with act.lock:
             try:
-                if not known:
-                    self._block_unknown(act)
-                    return
                 if history:
                     act.engine.feed(history, replaying=True)
                 step = self._advance(act, [])
@@ -581,44 +576,34 @@ class Worker:
         status: str = "running",
         wake_at: datetime | None = None,
         error: dict[str, Any] | None = None,
-        conn: psycopg.Connection[Any] | None = None,
-    ) -> bool:
-        """Append ``produced`` (already fed) plus pending markers; returns watched."""
+    ) -> None:
+        """Append ``produced`` (already fed) plus pending markers, and move the run's
+        projection (``mode``). Held-lease appends go through the group commit."""
         events = self._numbered(act, list(produced) + self._markers(act))
         if not events and mode == "hold":
-            return False
-        store = self.app.store
-        if mode == "hold" and conn is None:
-            try:
+            return
+        try:
+            if mode == "hold":
                 nudged = self._group.append(
                     act.run_id, act.token, act.last_seq, events, act.custom_status, act.set_custom
                 )
-            except (ConflictError, DatabaseUnavailable, StoreError) as exc:
-                log.warning("run %s: cannot record progress (%s); letting it go", act.run_id, exc)
-                if isinstance(exc, DatabaseUnavailable):
-                    with self._state_lock:
-                        self._to_release.append((act.run_id, act.token))
-                raise _Lost from exc
-            act.set_custom = False
-            act.last_seq = events[-1].seq
-            act.nudged = act.nudged or nudged
-            return False
-        try:
-            result = store.append(
-                run_id=act.run_id,
-                token=act.token,
-                expected_seq=act.last_seq,
-                events=events,
-                mode=mode,
-                status=status,
-                lease_seconds=self.lease_seconds,
-                wake_at=wake_at,
-                custom_status=act.custom_status,
-                set_custom=act.set_custom,
-                error=error,
-                set_error=error is not None or mode == "finish",
-                conn=conn,
-            )
+                wake_now = False
+            else:
+                result = self.app.store.append(
+                    run_id=act.run_id,
+                    token=act.token,
+                    expected_seq=act.last_seq,
+                    events=events,
+                    mode=mode,
+                    status=status,
+                    lease_seconds=self.lease_seconds,
+                    wake_at=wake_at,
+                    custom_status=act.custom_status,
+                    set_custom=act.set_custom,
+                    error=error,
+                    set_error=error is not None or mode == "finish",
+                )
+                nudged, wake_now = result.nudged, result.wake_now
         except (ConflictError, DatabaseUnavailable, StoreError) as exc:
             log.warning("run %s: cannot record progress (%s); letting it go", act.run_id, exc)
             if isinstance(exc, DatabaseUnavailable):
@@ -628,11 +613,9 @@ class Worker:
         act.set_custom = False
         if events:
             act.last_seq = events[-1].seq
-        if result.nudged:
-            act.nudged = True
-        if mode == "release" and result.wake_now:
+        act.nudged = act.nudged or nudged
+        if mode == "release" and wake_now:
             self._wake.set()
-        return result.watched
 
     # -- inbox and timers ----------------------------------------------------------
 
@@ -1049,20 +1032,6 @@ class Worker:
             # run it from a pool thread: the caller holds act.lock
             self._submit(self._run_step_async, act, step)
 
-    def _block_unknown(self, act: Activation) -> None:
-        message = (
-            f"workflow {act.claim.workflow!r} is not registered in worker {self.worker_id}; "
-            "deploy code that registers it, then retry the run"
-        )
-        self._write(
-            act,
-            [NewEvent(0, "run_blocked", {"message": message}, _now())],
-            "release",
-            status="blocked",
-            error={"error_type": "durable.WorkflowNotFound", "message": message},
-        )
-        self._drop(act, release=False)
-
     def _drop(self, act: Activation, *, release: bool, keep_engine: bool = False) -> None:
         act.done = True
         with self._state_lock:
@@ -1155,14 +1124,6 @@ def _error_type(exc: BaseException) -> str:
     if module.startswith("durable.replay") or module.startswith("durable."):
         return f"durable.{type(exc).__qualname__}"
     return qualified_name(type(exc))
-
-
-def _unknown_workflow(name: str) -> Any:
-    def missing(ctx: Any, *args: Any) -> Any:  # pragma: no cover - never driven
-        raise DurableError(f"workflow {name!r} is not registered")
-        yield
-
-    return missing
 
 
 def _now() -> datetime:
