@@ -314,13 +314,15 @@ ORDER BY seq
 
 -- name: append_one
 -- The serial hot path: one event, lease kept, projection untouched but for last_seq.
+-- Positional parameters (seq, run_id, token, expected_seq, seq, type, data, created_at):
+-- on this path psycopg's named-parameter mapping cost about 0.03 ms a statement.
 WITH r AS (
-    UPDATE runs SET last_seq = %(seq)s, updated_at = now()
-    WHERE run_id = %(run_id)s AND lease_token = %(token)s AND last_seq = %(expected_seq)s
+    UPDATE runs SET last_seq = %s, updated_at = now()
+    WHERE run_id = %s AND lease_token = %s AND last_seq = %s
     RETURNING run_id, nudged
 )
 INSERT INTO events (run_id, seq, type, data, created_at)
-SELECT r.run_id, %(seq)s, %(type)s, %(data)s, %(created_at)s FROM r
+SELECT r.run_id, %s, %s, %s, %s FROM r
 RETURNING (SELECT nudged FROM r)
 
 -- name: finish_simple

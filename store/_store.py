@@ -456,15 +456,16 @@ class Store:
         event: NewEvent,
         conn: psycopg.Connection[Any] | None,
     ) -> AppendResult:
-        params = {
-            "run_id": run_id,
-            "token": token,
-            "expected_seq": expected_seq,
-            "seq": event.seq,
-            "type": event.type,
-            "data": Jsonb(event.data),
-            "created_at": event.created_at,
-        }
+        params = (
+            event.seq,
+            run_id,
+            token,
+            expected_seq,
+            event.seq,
+            event.type,
+            Jsonb(event.data),
+            event.created_at,
+        )
         with self._conn(conn) as c:
             row = c.execute(self._q["append_one"], params).fetchone()
             if row is None:

@@ -76,3 +76,15 @@ def test_migration_lock_key_is_a_stable_bigint_per_schema() -> None:
     assert key == migration_lock_key("durable")
     assert key != migration_lock_key("other")
     assert -(2**63) <= key < 2**63
+
+
+def test_queries_have_no_stray_percent_signs() -> None:
+    """psycopg reads every % in a query (comments included) as a placeholder: a literal
+    percent sign must be written %% or the statement fails at run time."""
+    import re
+
+    from durable.store._sql import load_queries
+
+    stray = re.compile(r"%(?!s|\(\w+\)s|%)")
+    for name, text in load_queries().items():
+        assert not stray.search(text.replace("%%", "")), f"query {name!r} has a stray %"
