@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from ._handle import new_seed
 from ._runstate import Activation, WorkerBase, _error_type, _now
 from .replay import (
     Blocked,
@@ -155,8 +156,6 @@ class EndingMixin(WorkerBase):
         self, act: Activation, produced: list[NewEvent], outcome: ContinuedAsNew, now: datetime
     ) -> None:
         app = self.app
-        from ._app import new_seed
-
         try:
             args = app.codec.encode_args(outcome.args)
         except SerializationError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from ._handle import new_seed
 from ._runstate import Activation, WorkerBase, _Lost, _now
 from .replay import (
     HistoryEvent,
@@ -215,8 +216,6 @@ class InboxMixin(WorkerBase):
             )
         wf = app.workflows.get(workflow)
         deadline = now + timedelta(seconds=wf.timeout) if wf and wf.timeout else None
-        from ._app import new_seed
-
         app.store.create_run(
             run_id=child_id,
             workflow=workflow,

@@ -22,7 +22,8 @@ from .store import Claim, NewEvent
 from .store._group import GroupAppender
 
 if TYPE_CHECKING:
-    from ._app import App, StepDef
+    from ._app import App
+    from ._handle import StepDef
 
 Mode = Literal["hold", "release", "finish"]
 
