@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -42,7 +42,6 @@ class _Request:
     done: bool = False
     nudged: bool = False
     error: BaseException | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
     #: set for the end of a run (no parent, no live children): its final status and error
     finish_status: str | None = None
     finish_error: dict[str, Any] | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -84,7 +84,6 @@ class RunLock:
     parent_run_id: str | None
     parent_pos: int | None
     deadline: datetime | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _events_json(events: Sequence[NewEvent]) -> str:
