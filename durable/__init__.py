@@ -5,32 +5,33 @@ Everything a user needs is importable from here; the rest of the package is inte
 
 from __future__ import annotations
 
-from ._app import App, RunHandle
+from ._app import App
+from ._errors import RunCancelled, RunTimedOut, SerializationError, WorkflowNotFound
 from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
-from ._worker import Worker
-from .replay import Context
+from ._replayer import Mismatch, ReplayReport
+from .client import RunHandle
+from .replay import Context, EventType, RunStatus
 from .replay.errors import (
     Cancelled,
     ChildFailed,
+    DurableError,
+    NonDeterminismError,
+    RunFailed,
+    StepFailed,
+    UnyieldedCommandError,
+    WaitTimeout,
+)
+from .store import (
     ConfigError,
     ConflictError,
     DatabaseUnavailable,
-    DurableError,
     LeaseLost,
-    NonDeterminismError,
-    RunCancelled,
-    RunFailed,
     RunNotActive,
     RunNotFound,
     RunStateError,
-    RunTimedOut,
-    SerializationError,
-    StepFailed,
     StoreError,
-    UnyieldedCommandError,
-    WaitTimeout,
-    WorkflowNotFound,
 )
+from .worker import Worker
 
 __version__ = "0.1.0"
 
@@ -44,9 +45,12 @@ __all__ = [
     "DatabaseUnavailable",
     "DurableError",
     "Event",
+    "EventType",
     "LeaseLost",
+    "Mismatch",
     "NonDeterminismError",
     "PruneResult",
+    "ReplayReport",
     "RetryPolicy",
     "RunCancelled",
     "RunFailed",
@@ -56,6 +60,7 @@ __all__ = [
     "RunNotFound",
     "RunPage",
     "RunStateError",
+    "RunStatus",
     "RunTimedOut",
     "SerializationError",
     "StepFailed",

@@ -1,55 +1,36 @@
-"""The App: registry of workflows and steps, and every client-side operation."""
+"""``App``: the face of pgdurable, a thin facade over the registry (what the decorators
+register), the client (every operation on runs) and the worker factory."""
 
 from __future__ import annotations
 
-import collections.abc
-import functools
-import inspect
-import logging
 import threading
-import time
-import typing
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
-from ._codec import Codec, make_codec, type_hints
+from ._codec import Codec, make_codec
 from ._embedded import resolve_dsn
-from ._handle import RunHandle, StepDef, WorkflowDef, new_seed, utcnow
-from ._models import Event, RetryPolicy, RunInfo, RunPage, seconds
-from ._operations import OperationsMixin
-from ._waiter import ResultWaiter
-from .replay import StepCall, current_context
-from .replay.errors import (
-    RunCancelled,
-    RunFailed,
-    RunStateError,
-    RunTimedOut,
-    WorkflowNotFound,
-)
-from .store import NewEvent, Store
-from .store._store import TERMINAL
+from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
+from ._registry import Registry, StepDef, WorkflowDef
+from ._replayer import Replayer, ReplayReport
+from .client import Client, RunHandle
+from .store import Store
+from .worker import Worker
 
-if TYPE_CHECKING:
-    from ._worker import Worker
-
-__all__ = ["App", "RunHandle", "StepDef", "WorkflowDef"]
-
-log = logging.getLogger("durable")
+__all__ = ["App"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DEFAULT_RETRY = RetryPolicy()
 
 
-class App(OperationsMixin):
+class App:
     """A pgdurable application: workflows, steps, and the database they run on.
 
     ``dsn``: the argument, else ``$DURABLE_DSN``, else an embedded PostgreSQL server in
     ``$DURABLE_HOME`` (default ``./.durable``) started on first use. ``schema`` holds every
     table. ``codec`` is ``"json"`` (default) or ``"pickle"`` (only for databases that only
-    trusted code writes).
+    trusted code writes). ``pool_size`` bounds the App's pooled connections.
     """
 
     def __init__(
@@ -60,17 +41,28 @@ class App(OperationsMixin):
         codec: str | Codec = "json",
         pool_size: int = 20,
     ) -> None:
-        self._dsn_arg = dsn
+        self._dsn = dsn
         self.schema = schema
-        self.codec = make_codec(codec)
         self._pool_size = pool_size
         self._store: Store | None = None
-        self._waiter: ResultWaiter | None = None
         self._store_lock = threading.Lock()
-        self.workflows: dict[str, WorkflowDef] = {}
-        self.steps: dict[str, StepDef] = {}
+        self.registry = Registry(make_codec(codec))
+        self.client = Client(lambda: self.store, self.registry)
 
-    # -- lifecycle -----------------------------------------------------------------
+    def replace(self, *, dsn: str | None = None, schema: str | None = None) -> App:
+        """A new App with the same workflows, steps and codec on another database or
+        schema (``None`` keeps this App's choice). Nothing is opened."""
+        other = App(
+            dsn if dsn is not None else self._dsn,
+            schema=schema if schema is not None else self.schema,
+            codec=self.registry.codec,
+            pool_size=self._pool_size,
+        )
+        other.registry = self.registry
+        other.client = Client(lambda: other.store, other.registry)
+        return other
+
+    # -- lifecycle -------------------------------------------------------------------------
 
     @property
     def store(self) -> Store:
@@ -78,7 +70,7 @@ class App(OperationsMixin):
         if self._store is None:
             with self._store_lock:
                 if self._store is None:
-                    dsn = resolve_dsn(self._dsn_arg)
+                    dsn = resolve_dsn(self._dsn)
                     self._store = Store(dsn, schema=self.schema, max_size=self._pool_size).open()
         return self._store
 
@@ -87,12 +79,25 @@ class App(OperationsMixin):
         """The resolved DSN (starts the embedded server if that is the choice)."""
         return self.store.dsn
 
+    @property
+    def codec(self) -> Codec:
+        """How arguments, results and payloads are stored."""
+        return self.registry.codec
+
+    @property
+    def workflows(self) -> dict[str, WorkflowDef]:
+        """The registered workflows by name."""
+        return self.registry.workflows
+
+    @property
+    def steps(self) -> dict[str, StepDef]:
+        """The registered steps by name."""
+        return self.registry.steps
+
     def close(self) -> None:
         """Release every database connection."""
+        self.client.close()
         with self._store_lock:
-            if self._waiter is not None:
-                self._waiter.close()
-                self._waiter = None
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -103,7 +108,7 @@ class App(OperationsMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- decorators ----------------------------------------------------------------
+    # -- decorators ------------------------------------------------------------------------
 
     def step(
         self,
@@ -114,41 +119,7 @@ class App(OperationsMixin):
     ) -> Callable[[F], F]:
         """Register a step: any function with side effects. Called outside a workflow it
         simply runs; inside a running workflow it returns a command to ``yield``."""
-        if callable(name) and not isinstance(name, str):
-            raise TypeError("use @app.step() with parentheses")
-        timeout_s = seconds(timeout, "step timeout")
-
-        def decorate(fn: F) -> F:
-            if not callable(fn) or inspect.isgeneratorfunction(fn):
-                raise TypeError(
-                    f"@app.step needs an ordinary function; {fn!r} is a generator function "
-                    "(workflows use @app.workflow)"
-                )
-            step_name = name or fn.__qualname__
-            hints = type_hints(fn)
-            definition = StepDef(
-                name=step_name,
-                fn=fn,
-                retry=retry if retry is not None else RetryPolicy(max_attempts=1),
-                timeout=timeout_s,
-                result_annotation=hints.get("return", inspect.Parameter.empty),
-            )
-            self.steps[step_name] = definition
-
-            @functools.wraps(fn)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                ctx = current_context()
-                if ctx is None:
-                    return fn(*args, **kwargs)
-                command = StepCall(step_name, args, kwargs, definition)
-                ctx._created(command)
-                return command
-
-            wrapper.durable_step = definition  # type: ignore[attr-defined]
-            wrapper.durable_name = step_name  # type: ignore[attr-defined]
-            return wrapper  # type: ignore[return-value]
-
-        return decorate
+        return self.registry.step(name, retry=retry, timeout=timeout)
 
     def workflow(
         self, name: str | None = None, *, timeout: float | timedelta | None = None
@@ -156,91 +127,9 @@ class App(OperationsMixin):
         """Register a workflow: a generator function whose first parameter is the
         :class:`durable.Context`. Its name (default: the qualified name) is what the log
         records, so pass the old ``name=`` when renaming the function."""
-        if callable(name) and not isinstance(name, str):
-            raise TypeError("use @app.workflow() with parentheses")
-        timeout_s = seconds(timeout, "workflow timeout")
+        return self.registry.workflow(name, timeout=timeout)
 
-        def decorate(fn: F) -> F:
-            if not inspect.isgeneratorfunction(fn):
-                raise TypeError(
-                    f"@app.workflow needs a generator function (one that yields commands) "
-                    f"whose first parameter is the durable.Context; {fn!r} is not one"
-                )
-            params = list(inspect.signature(fn).parameters.values())
-            if not params or params[0].kind not in (
-                inspect.Parameter.POSITIONAL_ONLY,
-                inspect.Parameter.POSITIONAL_OR_KEYWORD,
-            ):
-                raise TypeError(
-                    f"workflow {fn.__qualname__} must take the durable.Context as its "
-                    "first positional parameter"
-                )
-            wf_name = name or fn.__qualname__
-            hints = type_hints(fn)
-            annotations = tuple(
-                hints.get(p.name, inspect.Parameter.empty)
-                for p in params[1:]
-                if p.kind
-                in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            )
-            self.workflows[wf_name] = WorkflowDef(
-                name=wf_name,
-                fn=fn,
-                timeout=timeout_s,
-                param_annotations=annotations,
-                result_annotation=_generator_return(hints.get("return", inspect.Parameter.empty)),
-            )
-            fn.durable_name = wf_name  # type: ignore[attr-defined]
-            fn.durable_app = self  # type: ignore[attr-defined]
-            return fn
-
-        return decorate
-
-    def _workflow_def(self, workflow: Any) -> WorkflowDef:
-        """The registered workflow for a decorated function or a name."""
-        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", None)
-        if name is None:
-            raise TypeError(
-                f"{workflow!r} is not a workflow; decorate it with @app.workflow() "
-                "or pass its registered name"
-            )
-        try:
-            return self.workflows[name]
-        except KeyError:
-            known = ", ".join(sorted(self.workflows)) or "none"
-            raise WorkflowNotFound(
-                f"unknown workflow {name!r} (registered: {known}); register it with "
-                "@app.workflow() in the code this App runs",
-                workflow=name,
-            ) from None
-
-    # -- decoding ------------------------------------------------------------------
-
-    def _decode_args(self, workflow: str, raw: list[Any]) -> tuple[Any, ...]:
-        """Workflow arguments from the log, typed by the workflow's annotations."""
-        wf = self.workflows.get(workflow)
-        annotations: tuple[Any, ...] = wf.param_annotations if wf else ()
-        out = []
-        for i, value in enumerate(raw):
-            ann = annotations[i] if i < len(annotations) else inspect.Parameter.empty
-            out.append(self.codec.decode(value, ann))
-        return tuple(out)
-
-    def _decode_value(self, kind: str, name: str, raw: Any) -> Any:
-        """The engine's decode hook (see docs/internals.md)."""
-        if kind == "args":
-            return self._decode_args(name, raw)
-        if kind == "step":
-            step = self.steps.get(name)
-            return self.codec.decode(
-                raw, step.result_annotation if step else inspect.Parameter.empty
-            )
-        if kind == "child":
-            wf = self.workflows.get(name)
-            return self.codec.decode(raw, wf.result_annotation if wf else inspect.Parameter.empty)
-        return self.codec.decode(raw)
-
-    # -- starting runs -------------------------------------------------------------
+    # -- starting runs and talking to them --------------------------------------------------
 
     def start(
         self,
@@ -255,159 +144,82 @@ class App(OperationsMixin):
         ``args``. A ``run_id`` or ``idempotency_key`` (per workflow) that exists starts
         nothing and returns the existing run's handle. ``start_at`` (aware datetime) or
         ``delay`` (seconds or timedelta) defer the start."""
-        wf = self._workflow_def(workflow)
-        if start_at is not None and delay is not None:
-            raise ValueError("pass start_at or delay, not both")
-        if start_at is not None and (
-            not isinstance(start_at, datetime) or start_at.utcoffset() is None
-        ):
-            raise ValueError("start_at must be an aware datetime (with a timezone)")
-        delay_s = seconds(delay, "delay")
-        encoded = self.codec.encode_args(args)
-        now = utcnow()
-        begin = start_at.astimezone(UTC) if start_at is not None else now
-        if delay_s:
-            begin = now + timedelta(seconds=delay_s)
-        rid = run_id or str(uuid.uuid4())
-        deadline = begin + timedelta(seconds=wf.timeout) if wf.timeout else None
-        started = NewEvent(
-            1, "run_started", {"workflow": wf.name, "args": encoded, "seed": new_seed()}, now
-        )
-        actual, _created = self.store.create_run(
-            run_id=rid,
-            workflow=wf.name,
-            events=[started],
-            now=now,
-            wake_at=begin,
+        return self.client.start(
+            workflow,
+            *args,
+            run_id=run_id,
             idempotency_key=idempotency_key,
-            deadline=deadline,
-            notify=begin <= now,
+            start_at=start_at,
+            delay=delay,
         )
-        return RunHandle(self, actual)
 
     def handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (no database access)."""
-        return RunHandle(self, run_id)
-
-    # -- talking to runs -----------------------------------------------------------
+        return self.client.handle(run_id)
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send a durable signal: FIFO per name, buffered until the run waits for it,
         delivered exactly once. Raises RunNotActive for an ended run, RunNotFound for an
         unknown one."""
-        encoded = self.codec.encode(payload)
-        self.store.send_signal(run_id, name, encoded)
+        self.client.signal(run_id, name, payload)
 
     def emit_event(self, key: str, payload: Any = None) -> bool:
         """Emit a latched event: the first emission of ``key`` wins (True); later ones
         return False and change nothing. Every ``wait_event(key)`` receives the payload."""
-        encoded = self.codec.encode(payload)
-        return self.store.emit_event(key, encoded)
+        return self.client.emit_event(key, payload)
 
     def pause(self, run_id: str) -> None:
         """Stop the run at its next yield (status ``paused``) until :meth:`resume`."""
-        self._control(run_id, "pause", {})
+        self.client.pause(run_id)
 
     def resume(self, run_id: str) -> None:
         """Let a paused run continue."""
-        self._control(run_id, "resume", {})
+        self.client.resume(run_id)
 
     def cancel(self, run_id: str, reason: str | None = None) -> None:
         """Raise ``durable.Cancelled`` inside the workflow at its current yield; if it
         propagates, the run ends ``cancelled``. Unfinished children are cancelled too."""
-        self._control(run_id, "cancel", {"reason": reason})
+        self.client.cancel(run_id, reason)
 
-    # -- results -------------------------------------------------------------------
+    # -- operating -------------------------------------------------------------------------
 
-    def _wait_result(self, run_id: str, timeout: float | None) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        store = self.store
-        waiter = self._result_waiter()
-        event = waiter.register(run_id)
-        try:
-            status = store.watch(run_id)  # after register: no end can slip between
-            while status not in TERMINAL:
-                wait = 2.0  # the safety-net poll; the notification usually comes first
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError(
-                            f"run {run_id!r} did not finish within {timeout:g}s "
-                            f"(status {status}); is a worker running?"
-                        )
-                    wait = min(wait, left)
-                event.wait(wait)
-                event.clear()
-                status = store.status(run_id)
-        finally:
-            waiter.unregister(run_id, event)
-        return self._outcome(run_id)
+    def retry(self, run_id: str) -> RunHandle:
+        """Continue a ``failed`` or ``blocked`` run from where it stopped: the step that
+        failed runs again with fresh attempts; completed steps are not re-executed."""
+        return self.client.retry(run_id)
 
-    def _result_waiter(self) -> ResultWaiter:
-        store = self.store  # opens the store first (it takes the same lock)
-        with self._store_lock:
-            if self._waiter is None:
-                self._waiter = ResultWaiter(
-                    store.connect_listener, lambda conn: store.listen(conn, store.done_channel)
-                )
-            return self._waiter
+    def rerun(self, run_id: str) -> RunHandle:
+        """A new run of the same workflow and arguments (and timeout); its
+        ``source_run_id`` is this one."""
+        return self.client.rerun(run_id)
 
-    def _outcome(self, run_id: str) -> Any:
-        row = self.store.get_run(run_id)
-        status = row["status"]
-        end = row["end_data"] or {}
-        if status == "completed":
-            return self._decode_value("child", row["workflow"], end.get("result"))
-        if status == "failed":
-            raise RunFailed(run_id, end.get("error_type", "unknown"), end.get("message", ""))
-        if status == "cancelled":
-            raise RunCancelled(run_id, end.get("reason"))
-        if status == "timed_out":
-            raise RunTimedOut(run_id)
-        raise RunStateError(f"run {run_id!r} has not ended (status {status})")  # pragma: no cover
+    def fork(self, run_id: str, at_seq: int) -> RunHandle:
+        """A new run whose log starts as a copy of this run's log up to ``at_seq``, so the
+        steps recorded there are not executed again."""
+        return self.client.fork(run_id, at_seq)
 
-    # -- inspecting ----------------------------------------------------------------
+    def prune(
+        self,
+        older_than: timedelta | datetime | float,
+        *,
+        batch: int = 500,
+        progress: Callable[[PruneResult], None] | None = None,
+    ) -> PruneResult:
+        """Delete runs that ended before the cutoff (a datetime, or an age as timedelta or
+        seconds), with all their log rows, in short batches; ``progress`` is called with
+        the running totals after each batch."""
+        return self.client.prune(older_than, batch=batch, progress=progress)
+
+    # -- inspecting ------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunInfo:
         """Everything known about a run: status, arguments, result or error, times,
         lineage."""
-        row = self.store.get_run(run_id)
-        return self._info(row)
-
-    def _info(self, row: dict[str, Any]) -> RunInfo:
-        start = row.get("start_data") or {}
-        end = row.get("end_data") or {}
-        args = None
-        if "args" in start:
-            try:
-                args = list(self._decode_args(row["workflow"], start["args"]))
-            except Exception:
-                args = list(start["args"])
-        result = None
-        if row["status"] == "completed":
-            result = self._decode_value("child", row["workflow"], end.get("result"))
-        return RunInfo(
-            run_id=row["run_id"],
-            workflow=row["workflow"],
-            status=row["status"],
-            args=args,
-            result=result,
-            error=row.get("error"),
-            custom_status=self.codec.decode(row.get("custom_status")),
-            created_at=row["created_at"],
-            started_at=row.get("started_at"),
-            finished_at=row.get("finished_at"),
-            parent_run_id=row.get("parent_run_id"),
-            source_run_id=row.get("source_run_id"),
-            idempotency_key=row.get("idempotency_key"),
-        )
+        return self.client.get_run(run_id)
 
     def history(self, run_id: str) -> list[Event]:
         """The run's log in order."""
-        return [
-            Event(seq=e.seq, type=e.type, created_at=e.created_at, data=e.data)
-            for e in self.store.history(run_id)
-        ]
+        return self.client.history(run_id)
 
     def list_runs(
         self,
@@ -419,46 +231,27 @@ class App(OperationsMixin):
     ) -> RunPage:
         """Runs, newest first, filtered by workflow, status and a search over run id,
         idempotency key and workflow name."""
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must not be negative")
-        rows, total = self.store.list_runs(
-            workflow=workflow, status=status, search=search, limit=limit, offset=offset
-        )
-        return RunPage(runs=[self._info(r) for r in rows], total=total)
+        return self.client.list_runs(workflow, status, search, limit, offset)
 
     def stats(self) -> dict[str, Any]:
         """Run counts: ``{"total", "by_status", "by_workflow": {workflow: {status: n}}}``."""
-        by_status: dict[str, int] = {}
-        by_workflow: dict[str, dict[str, int]] = {}
-        total = 0
-        for workflow, status, count in self.store.stats():
-            total += count
-            by_status[status] = by_status.get(status, 0) + count
-            by_workflow.setdefault(workflow, {})[status] = count
-        return {"total": total, "by_status": by_status, "by_workflow": by_workflow}
+        return self.client.stats()
 
-    # -- workers -------------------------------------------------------------------
+    def check_replay(self, *, workflow: str | None = None, limit: int = 1000) -> ReplayReport:
+        """Replay the logs of the newest ``limit`` runs (of ``workflow``) against the code
+        registered now, without executing or writing anything: the check to run before
+        deploying. Runs of workflows this App does not register are counted as skipped."""
+        if workflow is not None:
+            self.registry.workflow_def(workflow)  # raises WorkflowNotFound naming the known
+        return Replayer(self.registry).check_runs(self.client, workflow=workflow, limit=limit)
+
+    # -- workers ---------------------------------------------------------------------------
 
     def worker(self, *, concurrency: int = 16, **options: Any) -> Worker:
         """A worker running in a background thread; use it as a context manager."""
-        from ._worker import Worker
-
         return Worker(self, concurrency=concurrency, **options)
 
     def run_worker(self, *, concurrency: int = 16, **options: Any) -> None:
         """Run a worker in this thread until SIGINT/SIGTERM: no new work is claimed,
         running steps finish and are recorded, leases are released."""
-        from ._worker import Worker
-
         Worker(self, concurrency=concurrency, **options).run(install_signal_handlers=True)
-
-
-def _generator_return(annotation: Any) -> Any:
-    """The result type of a workflow: ``R`` of ``Generator[Y, S, R]``, else as written."""
-    origin = typing.get_origin(annotation)
-    if origin in (collections.abc.Generator, typing.Generator):
-        args = typing.get_args(annotation)
-        return args[2] if len(args) == 3 else inspect.Parameter.empty
-    if origin in (collections.abc.Iterator, collections.abc.Iterable):
-        return inspect.Parameter.empty
-    return annotation

@@ -20,7 +20,8 @@ import cloudpickle
 import pydantic
 import pydantic_core
 
-from .replay.errors import ConfigError, SerializationError
+from ._errors import SerializationError
+from .store import ConfigError
 
 __all__ = ["Codec", "JsonCodec", "PickleCodec", "make_codec"]
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from durable.replay.errors import ConfigError, DatabaseUnavailable
+from .store import ConfigError, DatabaseUnavailable
 
 if sys.platform != "win32":
     import fcntl

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from .errors import NonDeterminismError
+from .vocabulary import TERMINAL_EVENT_TYPES, EventType
 
 __all__ = [
     "CANCEL_REQUESTED",
@@ -68,64 +69,36 @@ __all__ = [
     "WaitSignal",
 ]
 
-# -- event types (docs/internals.md, section 1) ---------------------------------------------
 
-RUN_STARTED: Final = "run_started"
-STEP_COMPLETED: Final = "step_completed"
-STEP_ATTEMPT_FAILED: Final = "step_attempt_failed"
-STEP_FAILED: Final = "step_failed"
-TIMER_STARTED: Final = "timer_started"
-WAIT_STARTED: Final = "wait_started"
-TIMER_FIRED: Final = "timer_fired"
-SIGNAL_RECEIVED: Final = "signal_received"
-EVENT_RECEIVED: Final = "event_received"
-WAIT_TIMED_OUT: Final = "wait_timed_out"
-CHILD_STARTED: Final = "child_started"
-CHILD_COMPLETED: Final = "child_completed"
-CHILD_FAILED: Final = "child_failed"
-PATCH_MARKER: Final = "patch_marker"
-STATUS_SET: Final = "status_set"
-CANCEL_REQUESTED: Final = "cancel_requested"
-RUN_PAUSED: Final = "run_paused"
-RUN_RESUMED: Final = "run_resumed"
-RUN_BLOCKED: Final = "run_blocked"
-RUN_RETRIED: Final = "run_retried"
-RUN_COMPLETED: Final = "run_completed"
-RUN_FAILED: Final = "run_failed"
-RUN_CANCELLED: Final = "run_cancelled"
-RUN_TIMED_OUT: Final = "run_timed_out"
-RUN_CONTINUED: Final = "run_continued"
+# -- event types (docs/internals.md, section 1; the names live in vocabulary.py) ------------
 
-TERMINAL_EVENT_TYPES: Final = frozenset(
-    {RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_TIMED_OUT, RUN_CONTINUED}
-)
-"""Event types that end a history."""
+RUN_STARTED: Final = EventType.RUN_STARTED
+STEP_COMPLETED: Final = EventType.STEP_COMPLETED
+STEP_ATTEMPT_FAILED: Final = EventType.STEP_ATTEMPT_FAILED
+STEP_FAILED: Final = EventType.STEP_FAILED
+TIMER_STARTED: Final = EventType.TIMER_STARTED
+WAIT_STARTED: Final = EventType.WAIT_STARTED
+TIMER_FIRED: Final = EventType.TIMER_FIRED
+SIGNAL_RECEIVED: Final = EventType.SIGNAL_RECEIVED
+EVENT_RECEIVED: Final = EventType.EVENT_RECEIVED
+WAIT_TIMED_OUT: Final = EventType.WAIT_TIMED_OUT
+CHILD_STARTED: Final = EventType.CHILD_STARTED
+CHILD_COMPLETED: Final = EventType.CHILD_COMPLETED
+CHILD_FAILED: Final = EventType.CHILD_FAILED
+PATCH_MARKER: Final = EventType.PATCH_MARKER
+STATUS_SET: Final = EventType.STATUS_SET
+CANCEL_REQUESTED: Final = EventType.CANCEL_REQUESTED
+RUN_PAUSED: Final = EventType.RUN_PAUSED
+RUN_RESUMED: Final = EventType.RUN_RESUMED
+RUN_BLOCKED: Final = EventType.RUN_BLOCKED
+RUN_RETRIED: Final = EventType.RUN_RETRIED
+RUN_COMPLETED: Final = EventType.RUN_COMPLETED
+RUN_FAILED: Final = EventType.RUN_FAILED
+RUN_CANCELLED: Final = EventType.RUN_CANCELLED
+RUN_TIMED_OUT: Final = EventType.RUN_TIMED_OUT
+RUN_CONTINUED: Final = EventType.RUN_CONTINUED
 
-EVENT_TYPES: Final = frozenset(
-    {
-        RUN_STARTED,
-        STEP_COMPLETED,
-        STEP_ATTEMPT_FAILED,
-        STEP_FAILED,
-        TIMER_STARTED,
-        WAIT_STARTED,
-        TIMER_FIRED,
-        SIGNAL_RECEIVED,
-        EVENT_RECEIVED,
-        WAIT_TIMED_OUT,
-        CHILD_STARTED,
-        CHILD_COMPLETED,
-        CHILD_FAILED,
-        PATCH_MARKER,
-        STATUS_SET,
-        CANCEL_REQUESTED,
-        RUN_PAUSED,
-        RUN_RESUMED,
-        RUN_BLOCKED,
-        RUN_RETRIED,
-    }
-    | TERMINAL_EVENT_TYPES
-)
+EVENT_TYPES: Final = frozenset(EventType)
 """Every event type the engine understands."""
 
 

@@ -1,8 +1,9 @@
-"""The exception hierarchy of pgdurable.
+"""The engine's errors, and the root of every error of pgdurable.
 
 Every error the project raises derives from :class:`DurableError`, except
 :class:`Cancelled`, which derives from ``BaseException`` so that a bare
-``except Exception`` in workflow code does not swallow a cancellation.
+``except Exception`` in workflow code does not swallow a cancellation. The store's errors
+live in ``durable.store``, the face's in ``durable._errors``; ``durable`` re-exports all.
 
 Each exception keeps its fields in ``args`` (positional, in constructor order), so it
 pickles and unpickles with its attributes, and renders a one-line ``str()``.
@@ -13,24 +14,12 @@ from __future__ import annotations
 __all__ = [
     "Cancelled",
     "ChildFailed",
-    "ConfigError",
-    "ConflictError",
-    "DatabaseUnavailable",
     "DurableError",
-    "LeaseLost",
     "NonDeterminismError",
-    "RunCancelled",
     "RunFailed",
-    "RunNotActive",
-    "RunNotFound",
-    "RunStateError",
-    "RunTimedOut",
-    "SerializationError",
     "StepFailed",
-    "StoreError",
     "UnyieldedCommandError",
     "WaitTimeout",
-    "WorkflowNotFound",
 ]
 
 
@@ -43,28 +32,6 @@ def _error_text(error_type: str | None, message: str | None) -> str:
 
 class DurableError(Exception):
     """Base class of every pgdurable error (``Cancelled`` excepted)."""
-
-
-class ConfigError(DurableError):
-    """The configuration is unusable (no DSN and no embedded server, bad option...)."""
-
-
-class SerializationError(DurableError):
-    """A value could not be encoded or decoded by the codec."""
-
-
-class WorkflowNotFound(DurableError):
-    """No workflow is registered under the requested name."""
-
-    def __init__(self, message: str | None = None, *, workflow: str | None = None) -> None:
-        if message is None:
-            message = (
-                f"no workflow named {workflow!r} is registered"
-                if workflow is not None
-                else "workflow not found"
-            )
-        super().__init__(message)
-        self.workflow = workflow
 
 
 class StepFailed(DurableError):
@@ -177,80 +144,6 @@ class RunFailed(DurableError):
     def __str__(self) -> str:
         detail = _error_text(self.error_type, self.message)
         return f"run {self.run_id} failed: {detail}" if detail else f"run {self.run_id} failed"
-
-
-class RunCancelled(DurableError):
-    """The run ended ``cancelled`` (raised by ``RunHandle.result``)."""
-
-    def __init__(self, run_id: str, reason: str | None = None) -> None:
-        super().__init__(run_id, reason)
-        self.run_id = run_id
-        self.reason = reason
-
-    def __str__(self) -> str:
-        text = f"run {self.run_id} was cancelled"
-        return f"{text}: {self.reason}" if self.reason else text
-
-
-class RunTimedOut(DurableError):
-    """The run ended ``timed_out`` (raised by ``RunHandle.result``)."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} timed out"
-
-
-class RunNotActive(DurableError):
-    """The run has ended, so it cannot receive this (e.g. a signal)."""
-
-    def __init__(self, run_id: str, status: str) -> None:
-        super().__init__(run_id, status)
-        self.run_id = run_id
-        self.status = status
-
-    def __str__(self) -> str:
-        return f"run {self.run_id} is not active (status {self.status})"
-
-
-class RunNotFound(DurableError):
-    """No run has this id."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(run_id)
-        self.run_id = run_id
-
-    def __str__(self) -> str:
-        return f"no run with id {self.run_id!r}"
-
-
-class RunStateError(DurableError):
-    """The operation is not allowed in the run's current status (e.g. retry a running run)."""
-
-    def __init__(
-        self, message: str, *, run_id: str | None = None, status: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.run_id = run_id
-        self.status = status
-
-
-class StoreError(DurableError):
-    """The database rejected or failed an operation."""
-
-
-class DatabaseUnavailable(StoreError):
-    """The database cannot be reached."""
-
-
-class ConflictError(StoreError):
-    """A concurrent writer won: the expected state no longer holds."""
-
-
-class LeaseLost(ConflictError):
-    """The worker no longer holds the run's lease, or the log moved on; nothing was written."""
 
 
 class Cancelled(BaseException):

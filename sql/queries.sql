@@ -5,9 +5,11 @@
 -- name: create_run
 WITH ins AS (
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
-                      parent_run_id, parent_pos, source_run_id, created_at, updated_at)
+                      timeout_seconds, timeout_unknown, parent_run_id, parent_pos,
+                      source_run_id, created_at, updated_at)
     VALUES (%(run_id)s, %(workflow)s, 'pending', %(wake_at)s, %(last_seq)s, %(idempotency_key)s,
-            %(deadline)s, %(parent_run_id)s, %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s)
+            %(deadline)s, %(timeout_seconds)s, %(timeout_unknown)s, %(parent_run_id)s,
+            %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s)
     ON CONFLICT DO NOTHING
     RETURNING run_id
 ), ev AS (
@@ -20,7 +22,7 @@ SELECT ins.run_id,
 FROM ins
 
 -- name: find_existing_run
-SELECT run_id, status FROM runs
+SELECT run_id, workflow FROM runs
 WHERE run_id = %(run_id)s
    OR (%(idempotency_key)s::text IS NOT NULL AND workflow = %(workflow)s
        AND idempotency_key = %(idempotency_key)s)
@@ -50,13 +52,20 @@ WITH c AS (
     ) AS q
     WHERE r.run_id = q.run_id
     RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline,
-              q.nudged, r.parent_run_id, r.parent_pos, q.status = 'pending' AS fresh
+              q.nudged, r.parent_run_id, r.parent_pos, q.status = 'pending' AS fresh,
+              r.timeout_unknown, r.created_at
 )
 SELECT c.run_id, c.workflow, c.lease_token, c.last_seq, c.history_start, c.deadline, c.nudged,
-       c.parent_run_id, c.parent_pos, c.fresh, e.seq, e.type, e.data, e.created_at
+       c.parent_run_id, c.parent_pos, c.fresh, c.timeout_unknown, c.created_at,
+       e.seq, e.type, e.data, e.created_at
 FROM c
 LEFT JOIN events AS e ON c.fresh AND e.run_id = c.run_id AND e.seq >= c.history_start
 ORDER BY c.run_id, e.seq
+
+-- name: set_timeout
+UPDATE runs
+SET timeout_seconds = %(timeout)s, deadline = %(deadline)s, timeout_unknown = false
+WHERE run_id = %(run_id)s AND lease_token = %(token)s
 
 -- name: load_events
 SELECT e.run_id, e.seq, e.type, e.data, e.created_at
@@ -167,6 +176,9 @@ WITH r AS (
 SELECT r.status, (SELECT id FROM ins), pg_notify(%(channel)s, r.run_id)
 FROM r
 
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s)
+
 -- name: run_status
 SELECT status FROM runs WHERE run_id = %(run_id)s
 
@@ -224,8 +236,8 @@ SELECT status FROM runs WHERE run_id = %(run_id)s
 -- name: get_run
 SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r.started_at,
        r.finished_at, r.parent_run_id, r.source_run_id, r.idempotency_key, r.last_seq,
-       r.history_start, r.wake_at, r.lease_owner, r.deadline,
-       s.data AS start_data,
+       r.history_start, r.wake_at, r.lease_owner, r.deadline, r.timeout_seconds,
+       r.timeout_unknown, s.data AS start_data,
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
             THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
             AS end_data
@@ -235,7 +247,7 @@ WHERE r.run_id = %(run_id)s
 
 -- name: history
 SELECT seq, type, data, created_at FROM events
-WHERE run_id = %(run_id)s
+WHERE run_id = %(run_id)s AND seq <= %(upto)s
 ORDER BY seq
 
 -- name: active_children
@@ -245,7 +257,9 @@ WHERE parent_run_id = %(run_id)s
 
 -- name: list_runs
 SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r.started_at,
-       r.finished_at, r.parent_run_id, r.source_run_id, r.idempotency_key,
+       r.finished_at, r.parent_run_id, r.source_run_id, r.idempotency_key, r.last_seq,
+       r.history_start, r.wake_at, r.lease_owner, r.deadline, r.timeout_seconds,
+       r.timeout_unknown,
        (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.history_start) AS start_data,
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
             THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END

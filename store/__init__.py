@@ -1,17 +1,71 @@
-"""The only code that talks to PostgreSQL: migrations, the event store, leases."""
+"""The only code that talks to PostgreSQL: migrations, the event store, leases.
+
+Installed as ``durable.store``. It imports nothing of ``durable`` and of the engine only
+its errors and its vocabulary; psycopg's errors are wrapped into the ones below.
+"""
 
 from __future__ import annotations
 
+from ._db import Listener, validate_dsn
+from ._errors import (
+    ConfigError,
+    ConflictError,
+    DatabaseUnavailable,
+    LeaseLost,
+    RunNotActive,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+)
+from ._group import GroupAppender, NotFinishedHere
+from ._leases import LeaseStore, Mode
 from ._migrate import migrate
-from ._store import ACTIVE, TERMINAL, AppendResult, Claim, NewEvent, Store, StoredEvent
+from ._records import (
+    AppendResult,
+    Claim,
+    DueTimer,
+    InboxWait,
+    NewEvent,
+    NewRun,
+    PruneCounts,
+    RunEnd,
+    RunRow,
+    StatRow,
+    StoredEvent,
+    SyncResult,
+)
+from ._runs import Created, RunStore
+from ._store import Store
 
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "AppendResult",
     "Claim",
+    "ConfigError",
+    "ConflictError",
+    "Created",
+    "DatabaseUnavailable",
+    "DueTimer",
+    "GroupAppender",
+    "InboxWait",
+    "LeaseLost",
+    "LeaseStore",
+    "Listener",
+    "Mode",
     "NewEvent",
+    "NewRun",
+    "NotFinishedHere",
+    "PruneCounts",
+    "RunEnd",
+    "RunNotActive",
+    "RunNotFound",
+    "RunRow",
+    "RunStateError",
+    "RunStore",
+    "StatRow",
     "Store",
+    "StoreError",
     "StoredEvent",
+    "SyncResult",
     "migrate",
+    "validate_dsn",
 ]

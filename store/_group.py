@@ -16,17 +16,18 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from ..replay.errors import DatabaseUnavailable, DurableError, StoreError
+from ..replay.errors import DurableError
+from ..replay.vocabulary import RunStatus
+from ._db import Database, wrap
+from ._leases import LeaseStore
+from ._records import NewEvent
 
-if TYPE_CHECKING:
-    from ._store import NewEvent, Store
-
-__all__ = ["GroupAppender"]
+__all__ = ["MAX_BATCH", "GroupAppender", "NotFinishedHere"]
 
 MAX_BATCH = 64
 
@@ -43,7 +44,7 @@ class _Request:
     nudged: bool = False
     error: BaseException | None = None
     #: set for the end of a run (no parent, no live children): its final status and error
-    finish_status: str | None = None
+    finish_status: RunStatus | None = None
     finish_error: dict[str, Any] | None = None
 
 
@@ -55,8 +56,9 @@ class NotFinishedHere(Exception):
 class GroupAppender:
     """Batches concurrent held-lease appends of different runs (see the module doc)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database, leases: LeaseStore) -> None:
+        self._db = db
+        self._leases = leases
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
         self._busy = False
@@ -80,10 +82,10 @@ class GroupAppender:
         custom_status: Any,
         set_custom: bool,
         *,
-        finish_status: str | None = None,
+        finish_status: RunStatus | None = None,
         finish_error: dict[str, Any] | None = None,
     ) -> bool:
-        """Append and return the run's ``nudged`` flag; raises like :meth:`Store.append`.
+        """Append and return the run's ``nudged`` flag; raises like :meth:`LeaseStore.append`.
 
         With ``finish_status`` the events end the run (see :class:`NotFinishedHere`)."""
         req = _Request(
@@ -130,26 +132,23 @@ class GroupAppender:
     def _send(self, batch: list[_Request]) -> None:
         """Send a batch on the appender's own connection (no pool checkout per step)."""
         if self._conn is None or self._conn.closed:
-            self._conn = self._store.dedicated_connection()
+            self._conn = self._db.dedicated()
         conn = self._conn
         try:
             self._send_on(conn, batch)
-        except psycopg.OperationalError as exc:
-            self._conn = None
-            conn.close()
-            raise DatabaseUnavailable(f"database connection failed: {exc}") from exc
         except psycopg.Error as exc:
-            if conn.broken:
+            if conn.broken or isinstance(exc, psycopg.OperationalError):
                 self._conn = None
                 conn.close()
-            raise StoreError(f"database error: {exc}") from exc
+            raise wrap(exc) from exc
 
     def _send_on(self, conn: psycopg.Connection[Any], batch: list[_Request]) -> None:
-        store = self._store
+        leases = self._leases
         if len(batch) == 1 and batch[0].finish_status is not None:
             r = batch[0]
-            status: str = batch[0].finish_status
-            ended = store.finish_simple(
+            status = batch[0].finish_status
+            ended = leases.finish_simple(
+                conn,
                 run_id=r.run_id,
                 token=r.token,
                 expected_seq=r.expected_seq,
@@ -158,7 +157,6 @@ class GroupAppender:
                 custom_status=r.custom_status,
                 set_custom=r.set_custom,
                 error=r.finish_error,
-                conn=conn,
             )
             if not ended:
                 r.error = NotFinishedHere(r.run_id)
@@ -166,13 +164,13 @@ class GroupAppender:
             return
         if len(batch) == 1:
             r = batch[0]
-            result = store.append(
+            result = leases.append(
                 run_id=r.run_id,
                 token=r.token,
                 expected_seq=r.expected_seq,
                 events=r.events,
                 mode="hold",
-                status="running",
+                status=RunStatus.RUNNING,
                 lease_seconds=0.0,
                 custom_status=r.custom_status,
                 set_custom=r.set_custom,
@@ -213,8 +211,8 @@ class GroupAppender:
                 params["ev_type"].append(e.type)
                 params["ev_data"].append(Jsonb(e.data))
                 params["ev_at"].append(e.created_at)
-        params["done_channel"] = store.done_channel
-        rows = conn.execute(store.q("group_commit"), params).fetchall()
+        params["done_channel"] = self._db.done_channel
+        rows = conn.execute(self._db.q["group_commit"], params).fetchall()
         matched = {row[0]: bool(row[1]) for row in rows}
         for r in batch:
             if r.run_id in matched:
@@ -225,7 +223,7 @@ class GroupAppender:
                 r.error, r.done = NotFinishedHere(r.run_id), True
                 continue
             try:
-                store._raise_fence(conn, r.run_id, r.token, r.expected_seq)
+                leases.raise_fence(conn, r.run_id, r.token, r.expected_seq)
             except DurableError as exc:
                 r.error = exc
             else:  # pragma: no cover - the fence check always raises

@@ -17,7 +17,8 @@ import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from ..replay.errors import DatabaseUnavailable, DurableError, StoreError
+from ..replay.errors import DurableError
+from ._errors import DatabaseUnavailable, StoreError
 from ._sql import Migration, load_migrations, set_search_path
 
 __all__ = ["migrate", "migration_lock_key", "set_search_path"]

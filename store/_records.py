@@ -1,26 +1,35 @@
-"""The values the store reads and writes: events, claims, locks, and their encoding."""
+"""The typed values that cross the store's boundary: events, claims, runs, inbox items.
+
+Every method of the store takes and returns these (never positional tuples or loose
+dicts); values inside them that came from the log (arguments, results, payloads) are the
+codec's JSON, which the store does not interpret.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from ..replay.vocabulary import EventType, RunStatus
+
 __all__ = [
-    "ACTIVE",
-    "TERMINAL",
     "AppendResult",
     "Claim",
+    "DueTimer",
+    "InboxWait",
     "NewEvent",
-    "RunLock",
+    "NewRun",
+    "PruneCounts",
+    "RunEnd",
+    "RunRow",
+    "StatRow",
     "StoredEvent",
+    "SyncResult",
 ]
-
-ACTIVE = ("pending", "running", "waiting", "paused", "blocked")
-TERMINAL = ("completed", "failed", "cancelled", "timed_out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +54,31 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create with its first events (``run_started``, or a fork's copied log).
+
+    ``wake_at`` is when it may start; ``deadline`` is ``wake_at`` plus the workflow timeout
+    (``timeout_seconds``), both None without one. ``timeout_unknown`` is set when the
+    creator does not register the workflow (a child of a workflow it does not know): the
+    first worker that claims the run, which registers it, fills in the timeout.
+    """
+
+    run_id: str
+    workflow: str
+    events: Sequence[NewEvent]
+    now: datetime
+    wake_at: datetime
+    idempotency_key: str | None = None
+    timeout_seconds: float | None = None
+    deadline: datetime | None = None
+    timeout_unknown: bool = False
+    parent_run_id: str | None = None
+    parent_pos: int | None = None
+    source_run_id: str | None = None
+    notify: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A run this worker now holds the lease of."""
 
@@ -57,6 +91,9 @@ class Claim:
     nudged: bool
     parent_run_id: str | None
     parent_pos: int | None
+    #: the workflow timeout is not known yet (see :class:`NewRun`); created_at is its base
+    timeout_unknown: bool = False
+    created_at: datetime | None = None
     #: the run's log, when the claim already read it (runs never started); else None
     events: list[StoredEvent] | None = None
 
@@ -70,23 +107,102 @@ class AppendResult:
     watched: bool
 
 
-@dataclass(slots=True)
-class RunLock:
-    """A run row locked with FOR UPDATE inside a client transaction."""
+@dataclass(frozen=True, slots=True)
+class RunEnd:
+    """A run's end (or its block), to record with its family effects in one transaction."""
+
+    run_id: str
+    token: uuid.UUID
+    expected_seq: int
+    events: Sequence[NewEvent]
+    status: RunStatus
+    error: dict[str, Any] | None
+    custom_status: Any = None
+    set_custom: bool = False
+    parent_run_id: str | None = None
+    parent_pos: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboxWait:
+    """A wait of the run's current yield, for an inbox sync: position, kind and name.
+
+    ``check_latched``: look the key up in the latched events (and register the run as a
+    waiter); the worker asks on the first look at a wait and when the run was nudged.
+    """
+
+    pos: int
+    kind: str  # "signal" or "event"
+    name: str
+    check_latched: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DueTimer:
+    """A timer (a sleep, or a wait's timeout) that has come due, for an inbox sync."""
+
+    at: datetime
+    pos: int
+    type: EventType  # TIMER_FIRED or WAIT_TIMED_OUT
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What an inbox sync recorded (already numbered and appended), and whether the inbox
+    still holds something the run could take now (sync again)."""
+
+    events: list[NewEvent] = field(default_factory=list)
+    more: bool = False
+    #: positions of the waits the sync looked at (a later sync looks at the others)
+    checked: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """A run's projection row, with the data of its first and (for ended runs) last event."""
 
     run_id: str
     workflow: str
-    status: str
-    leased: bool
+    status: RunStatus
+    custom_status: Any
+    error: dict[str, Any] | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    parent_run_id: str | None
+    source_run_id: str | None
+    idempotency_key: str | None
     last_seq: int
     history_start: int
-    started: bool
-    parent_run_id: str | None
-    parent_pos: int | None
+    wake_at: datetime | None
+    lease_owner: str | None
     deadline: datetime | None
+    timeout_seconds: float | None
+    timeout_unknown: bool
+    start_data: dict[str, Any] | None
+    end_data: dict[str, Any] | None
 
 
-def _events_json(events: Sequence[NewEvent]) -> str:
+@dataclass(frozen=True, slots=True)
+class StatRow:
+    """How many runs of a workflow have a status."""
+
+    workflow: str
+    status: RunStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneCounts:
+    """Rows one prune batch deleted."""
+
+    runs: int = 0
+    events: int = 0
+    signals: int = 0
+
+
+def events_json(events: Sequence[NewEvent]) -> str:
+    """A batch of events as the one jsonb array the statements take."""
     return json.dumps(
         [
             {"seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at.isoformat()}
@@ -96,10 +212,12 @@ def _events_json(events: Sequence[NewEvent]) -> str:
     )
 
 
-def _jsonb(value: Any) -> str | None:
+def jsonb_text(value: Any) -> str | None:
+    """``value`` as JSON text for a ``::jsonb`` parameter (None stays SQL NULL)."""
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (psycopg's run over several)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

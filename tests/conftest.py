@@ -28,8 +28,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from durable import ConfigError
 from durable._embedded import embedded_start, embedded_stop
-from durable.replay.errors import ConfigError
 from durable.store._migrate import migrate
 
 TESTS = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ..replay.errors import (
+from .. import (
     ConfigError,
     DatabaseUnavailable,
     DurableError,

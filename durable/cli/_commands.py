@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import logging
 import os
 import signal
@@ -16,8 +15,7 @@ import pydantic_core
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import _embedded
-from .._models import PruneResult
+from .. import PruneResult, embedded
 from ._common import (
     CliError,
     bare_app,
@@ -90,7 +88,7 @@ def _run_worker(args: argparse.Namespace) -> int:
     if args.poll_interval is not None:
         options["poll_interval"] = args.poll_interval
     with load_app(args.app, args) as app:
-        app.store  # noqa: B018 - connect and migrate now, so a bad DSN fails before we start
+        _ = app.dsn  # connect and migrate now, so a bad DSN fails before we start
         names = ", ".join(sorted(app.workflows)) or "none"
         _note(
             f"pgdurable worker: concurrency {args.concurrency}, workflows: {names}; "
@@ -106,10 +104,12 @@ def cmd_start(args: argparse.Namespace) -> int:
     ``--wait``, its result)."""
     values = [parse_json(raw, f"argument {i}") for i, raw in enumerate(args.args, start=1)]
     with load_app(args.app, args) as app:
-        _check_arguments(app._workflow_def(args.workflow).fn, args.workflow, values)
-        handle = app.start(
-            args.workflow, *values, run_id=args.run_id, idempotency_key=args.idempotency_key
-        )
+        try:
+            handle = app.start(
+                args.workflow, *values, run_id=args.run_id, idempotency_key=args.idempotency_key
+            )
+        except TypeError as exc:
+            raise CliError(f"{one_line(str(exc))}, one ARG_JSON each") from None
         if not args.wait:
             print(handle.run_id)
             return 0
@@ -121,35 +121,6 @@ def cmd_start(args: argparse.Namespace) -> int:
             raise CliError(one_line(str(exc)), code=1) from None
         print_json(_jsonable(result))
     return 0
-
-
-def _check_arguments(fn: Any, name: str, values: list[Any]) -> None:
-    """Refuse to start a run whose arguments do not fit the workflow's parameters."""
-    signature = inspect.signature(fn)
-    try:
-        signature.bind(None, *values)  # None stands for the Context
-    except TypeError as exc:
-        params = [_describe(p) for p in list(signature.parameters.values())[1:]]
-        wanted = (
-            f"({', '.join(params)}) after the context, one ARG_JSON each"
-            if params
-            else "no arguments after the context"
-        )
-        raise CliError(f"wrong arguments for workflow {name!r}: {exc}; it takes {wanted}") from None
-
-
-def _describe(param: inspect.Parameter) -> str:
-    """``name: type`` of a parameter, as written in the source."""
-    text = param.name
-    if param.kind is inspect.Parameter.VAR_POSITIONAL:
-        text = "*" + text
-    annotation = param.annotation
-    if annotation is not inspect.Parameter.empty:
-        shown = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-        text += f": {shown or annotation}"
-    if param.default is not inspect.Parameter.empty:
-        text += f" = {param.default!r}"
-    return text
 
 
 # -- inspecting ---------------------------------------------------------------------------
@@ -265,9 +236,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """``durable prune --older-than 7d``: delete runs that ended before the cutoff."""
     age = parse_duration(args.older_than)
     cutoff = datetime.now(UTC) - age
-    total = PruneResult()
     with bare_app(args) as app:
-        app.store  # noqa: B018 - connect first, so the progress display shows only pruning
+        _ = app.dsn  # connect first, so the progress display shows only pruning
         progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -277,17 +247,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
         )
         with progress:
             task = progress.add_task(f"pruning runs that ended before {format_time(cutoff)}")
-            for runs, events, signals in app._prune_batches(cutoff, args.batch):
-                total = PruneResult(
-                    runs=total.runs + runs,
-                    events=total.events + events,
-                    signals=total.signals + signals,
-                )
+
+            def show(so_far: PruneResult) -> None:
                 progress.update(
                     task,
-                    description=f"pruned {total.runs} runs, {total.events} events, "
-                    f"{total.signals} signals",
+                    description=f"pruned {so_far.runs} runs, {so_far.events} events, "
+                    f"{so_far.signals} signals",
                 )
+
+            total = app.prune(cutoff, batch=args.batch, progress=show)
     if args.json:
         print_json(total.model_dump(mode="json"))
     else:
@@ -300,12 +268,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """``durable replay APP``: replay stored logs against the code; exit 1 on a mismatch."""
-    from ._replay import check_runs
-
     with load_app(args.app, args) as app:
-        if args.workflow is not None and args.workflow not in app.workflows:
-            app._workflow_def(args.workflow)  # raises WorkflowNotFound with the known names
-        report = check_runs(app, workflow=args.workflow, limit=args.limit)
+        report = app.check_replay(workflow=args.workflow, limit=args.limit)
     console = out_console()
     for m in report.mismatches:
         label = "ERROR" if m.crashed else "MISMATCH"
@@ -332,13 +296,13 @@ def cmd_db(args: argparse.Namespace) -> int:
     action = args.action or "status"
     home = args.home
     if action == "url":
-        print(_embedded.embedded_url(home))
+        print(embedded.embedded_url(home))
     elif action == "start":
-        if not _embedded.embedded_status(home)["running"]:
+        if not embedded.embedded_status(home)["running"]:
             _note("starting the embedded server (the first start initialises it)...")
-        print(_embedded.embedded_start(home))
+        print(embedded.embedded_start(home))
     elif action == "stop":
-        stopped = _embedded.embedded_stop(home)
+        stopped = embedded.embedded_stop(home)
         print("stopped" if stopped else "not running")
     else:
         _db_status(args)
@@ -346,7 +310,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def _db_status(args: argparse.Namespace) -> None:
-    status = _embedded.embedded_status(args.home)
+    status = embedded.embedded_status(args.home)
     if args.json:
         print_json(status)
         return

@@ -15,17 +15,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from rich.console import Console
 
-from .._app import App
+from .. import App, ConfigError, RunStatus
+from ..store import validate_dsn
 
 __all__ = [
     "STATUSES",
     "CliError",
     "bare_app",
-    "check_dsn",
     "err_console",
     "load_app",
     "one_line",
@@ -35,17 +33,7 @@ __all__ = [
     "print_json",
 ]
 
-STATUSES = (
-    "pending",
-    "running",
-    "waiting",
-    "paused",
-    "completed",
-    "failed",
-    "cancelled",
-    "timed_out",
-    "blocked",
-)
+STATUSES = tuple(str(s) for s in RunStatus)
 """Every status a run can have."""
 
 _JSON_HINT = "quote strings like '\"text\"'"
@@ -117,26 +105,23 @@ def parse_duration(text: str) -> timedelta:
 # -- the App ------------------------------------------------------------------------------
 
 
-def check_dsn(args: argparse.Namespace) -> None:
-    """Reject a malformed ``--dsn`` / ``$DURABLE_DSN`` with one line, before connecting."""
-    dsn = args.dsn or os.environ.get("DURABLE_DSN")
-    if not dsn:
-        return
-    where = "--dsn" if args.dsn else "DURABLE_DSN"
-    try:
-        conninfo_to_dict(dsn)
-    except psycopg.Error as exc:
-        raise CliError(
-            f"{where} is not a valid PostgreSQL connection string ({one_line(str(exc))}); "
-            "use postgresql://user@host:port/dbname or 'host=... dbname=...'"
-        ) from None
+def _dsn_and_schema(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``--dsn`` (checked now, before connecting) and ``--schema``, as given."""
+    dsn = args.dsn or os.environ.get("DURABLE_DSN") or None
+    if dsn:
+        where = "--dsn" if args.dsn else "DURABLE_DSN"
+        try:
+            validate_dsn(dsn)
+        except ConfigError as exc:
+            raise CliError(f"{where} is {one_line(str(exc))}") from None
+    return args.dsn or None, args.schema or None
 
 
 @contextlib.contextmanager
 def bare_app(args: argparse.Namespace) -> Iterator[App]:
     """An App with no workflows registered, for commands that only talk to the database."""
-    check_dsn(args)
-    app = App(args.dsn, schema=args.schema or "durable")
+    dsn, schema = _dsn_and_schema(args)
+    app = App(dsn, schema=schema or os.environ.get("DURABLE_SCHEMA") or "durable")
     try:
         yield app
     finally:
@@ -147,16 +132,9 @@ def bare_app(args: argparse.Namespace) -> Iterator[App]:
 def load_app(spec: str, args: argparse.Namespace) -> Iterator[App]:
     """Import ``module:attribute`` (``module`` alone means ``module:app``) and return the
     :class:`durable.App` it names, with ``--dsn`` / ``--schema`` applied."""
-    check_dsn(args)
-    if args.dsn:
-        # Seen by an App() created at import time without a DSN, and by module-level code.
-        os.environ["DURABLE_DSN"] = args.dsn
-    app = _import_app(spec)
-    if app._store is None:  # not opened at import time: the command line has the last word
-        if args.dsn:
-            app._dsn_arg = args.dsn
-        if args.schema:
-            app.schema = args.schema
+    dsn, schema = _dsn_and_schema(args)
+    imported = _import_app(spec)
+    app = imported.replace(dsn=dsn, schema=schema) if dsn or schema else imported
     try:
         yield app
     finally:

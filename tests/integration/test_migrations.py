@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from durable.replay.errors import DatabaseUnavailable, StoreError
+from durable import DatabaseUnavailable, StoreError
 from durable.store._migrate import migrate, migration_lock_key
 from durable.store._sql import Migration, load_migrations
 

@@ -434,18 +434,10 @@ def test_prune_deletes_ended_runs_before_the_cutoff_in_batches(
     events_kept = sum(len(app.history(rid)) for rid in kept)
     assert count(dsn, "SELECT count(*) FROM durable.signals WHERE run_id = %s", chatty) == 1
 
-    batches: list[tuple[int, int, int]] = []
-    real_batch = app.store.prune_batch
-
-    def spy(cut: datetime, batch: int) -> tuple[int, int, int]:
-        out = real_batch(cut, batch)
-        batches.append(out)
-        return out
-
-    app.store.prune_batch = spy  # type: ignore[method-assign]
-    result = app.prune(cutoff, batch=2)
+    so_far: list[int] = []  # runs pruned after each batch of at most 2
+    result = app.prune(cutoff, batch=2, progress=lambda total: so_far.append(total.runs))
     assert (result.runs, result.events, result.signals) == (5, events_doomed, 1)
-    assert [b[0] for b in batches] == [2, 2, 1, 0]
+    assert so_far == [2, 4, 5]
 
     for rid in doomed:
         with pytest.raises(durable.RunNotFound):

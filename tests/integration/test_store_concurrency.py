@@ -17,8 +17,7 @@ import psycopg
 import pytest
 
 import durable
-from durable.store import Claim, NewEvent, Store
-from durable.store._group import GroupAppender
+from durable.store import Claim, InboxWait, NewEvent, NewRun, Store
 
 WF = "wf"
 
@@ -45,10 +44,10 @@ def started(run_id: str) -> list[NewEvent]:
 
 def make_run(store: Store, run_id: str | None = None, workflow: str = WF) -> str:
     rid = run_id or f"run-{uuid.uuid4().hex[:12]}"
-    actual, created = store.create_run(
-        run_id=rid, workflow=workflow, events=started(rid), now=now(), wake_at=now()
+    made = store.runs.create_run(
+        NewRun(run_id=rid, workflow=workflow, events=started(rid), now=now(), wake_at=now())
     )
-    assert created and actual == rid
+    assert made.created and made.run_id == rid
     return rid
 
 
@@ -72,7 +71,7 @@ def make_runs(dsn: str, n: int, workflow: str = WF) -> list[str]:
 
 
 def claim_one(store: Store, run_id: str, owner: str, lease: float = 60.0) -> Claim:
-    claims = store.claim(owner, 10, lease, [WF])
+    claims = store.leases.claim(owner, 10, lease, [WF])
     assert [c.run_id for c in claims] == [run_id], claims
     return claims[0]
 
@@ -92,7 +91,7 @@ def row(dsn: str, run_id: str) -> dict[str, Any]:
 
 
 def log(store: Store, run_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-    return [(e.seq, e.type, e.data) for e in store.history(run_id)]
+    return [(e.seq, e.type, e.data) for e in store.runs.history(run_id)]
 
 
 def assert_contiguous(dsn: str, store: Store, run_id: str) -> list[tuple[int, str, Any]]:
@@ -119,7 +118,7 @@ def step_events(first_seq: int, count: int, writer: str) -> list[NewEvent]:
 def append_hold(
     store: Store, run_id: str, token: uuid.UUID, expected: int, events: list[NewEvent]
 ) -> None:
-    store.append(
+    store.leases.append(
         run_id=run_id,
         token=token,
         expected_seq=expected,
@@ -163,7 +162,7 @@ def test_two_writers_at_the_same_seq_exactly_one_wins(
     writers = [stores(max_size=2), stores(max_size=2)]
     # warm both pools so each writer has its own open connection from the start
     for s in writers:
-        s.status(run_id)
+        s.runs.status(run_id)
     barrier = threading.Barrier(2)
     seq = claim.last_seq
     wins = {0: 0, 1: 0}
@@ -224,7 +223,7 @@ def test_a_writer_whose_lease_was_taken_over_cannot_append(
     wait_for(lambda: bool(row(dsn, run_id)["expired"]), what="lease expiry")
 
     other = stores()
-    new_claims = other.claim("new-owner", 10, 60.0, [WF])
+    new_claims = other.leases.claim("new-owner", 10, 60.0, [WF])
     assert [c.run_id for c in new_claims] == [run_id]
     new = new_claims[0]
     assert new.token != old.token and new.last_seq == 2
@@ -236,8 +235,8 @@ def test_a_writer_whose_lease_was_taken_over_cannot_append(
     assert [e[0] for e in log(store, run_id)] == [1, 2]
     assert row(dsn, run_id)["last_seq"] == 2
     # the old owner's heartbeat and release do not touch the new lease
-    assert store.heartbeat([old.token], 60.0) == set()
-    store.release(run_id, old.token)
+    assert store.leases.heartbeat([old.token], 60.0) == set()
+    store.leases.release(run_id, old.token)
     assert row(dsn, run_id)["lease_token"] == new.token
 
     append_hold(other, run_id, new.token, 2, step_events(3, 2, "new"))
@@ -254,8 +253,8 @@ def test_heartbeats_keep_a_lease_and_an_expired_lease_is_claimable(
     # Heartbeat for more than two lease lengths; nobody else can claim meanwhile.
     until = time.monotonic() + 2.2
     while time.monotonic() < until:
-        assert store.heartbeat([held.token], 1.0) == {held.token}
-        assert thief.claim("thief", 10, 60.0, [WF]) == []
+        assert store.leases.heartbeat([held.token], 1.0) == {held.token}
+        assert thief.leases.claim("thief", 10, 60.0, [WF]) == []
         state = row(dsn, run_id)
         assert not state["expired"] and not state["due"]
         time.sleep(0.1)
@@ -263,13 +262,13 @@ def test_heartbeats_keep_a_lease_and_an_expired_lease_is_claimable(
     got: list[Claim] = []
 
     def claimed() -> bool:
-        got.extend(thief.claim("thief", 10, 60.0, [WF]))
+        got.extend(thief.leases.claim("thief", 10, 60.0, [WF]))
         return bool(got)
 
     wait_for(claimed, timeout=10, what="claim after expiry")
     assert got[0].run_id == run_id and got[0].token != held.token
-    assert store.heartbeat([held.token], 1.0) == set()
-    assert store.heartbeat([held.token, got[0].token], 60.0) == {got[0].token}
+    assert store.leases.heartbeat([held.token], 1.0) == set()
+    assert store.leases.heartbeat([held.token, got[0].token], 60.0) == {got[0].token}
 
 
 def test_release_makes_a_run_claimable_at_once(
@@ -278,15 +277,15 @@ def test_release_makes_a_run_claimable_at_once(
     run_id = make_run(store)
     held = claim_one(store, run_id, "holder", lease=300.0)
     other = stores()
-    assert other.claim("other", 10, 60.0, [WF]) == []
-    store.release(run_id, uuid.uuid4())  # a token that is not the lease: nothing happens
-    assert other.claim("other", 10, 60.0, [WF]) == []
+    assert other.leases.claim("other", 10, 60.0, [WF]) == []
+    store.leases.release(run_id, uuid.uuid4())  # a token that is not the lease: nothing happens
+    assert other.leases.claim("other", 10, 60.0, [WF]) == []
     assert row(dsn, run_id)["lease_token"] == held.token
 
-    store.release(run_id, held.token)
+    store.leases.release(run_id, held.token)
     state = row(dsn, run_id)
     assert state["lease_token"] is None and state["due"]
-    again = other.claim("other", 10, 60.0, [WF])
+    again = other.leases.claim("other", 10, 60.0, [WF])
     assert [c.run_id for c in again] == [run_id]
     with pytest.raises(durable.LeaseLost):
         append_hold(store, run_id, held.token, 1, step_events(2, 1, "x"))
@@ -310,7 +309,7 @@ def test_concurrent_claims_never_overlap(dsn: str, stores: Callable[..., Store])
             mine: list[Claim] = []
             barrier.wait(timeout=10)
             while True:
-                got = workers[i].claim(f"owner-{i}", rng.randint(1, 5), 60.0, [workflow])
+                got = workers[i].leases.claim(f"owner-{i}", rng.randint(1, 5), 60.0, [workflow])
                 if not got:
                     return mine
                 mine.extend(got)
@@ -357,12 +356,12 @@ def test_claim_takes_only_due_runs_of_known_workflows_in_claimable_states(
     with psycopg.connect(dsn, autocommit=True) as conn:
         for run_id, assignment in setups.items():
             conn.execute(f"UPDATE durable.runs SET {assignment} WHERE run_id = %s", (run_id,))
-    claimed = store.claim("w", 100, 60.0, [WF, "unknown"])
+    claimed = store.leases.claim("w", 100, 60.0, [WF, "unknown"])
     assert sorted(c.run_id for c in claimed) == sorted(ids[:3])
     fresh = {c.run_id: c.events is not None for c in claimed}
     assert fresh == {ids[0]: True, ids[1]: False, ids[2]: False}  # only never-started runs
-    assert store.claim("w", 100, 60.0, [WF]) == []
-    assert [c.run_id for c in store.claim("w", 100, 60.0, ["other"])] == [other]
+    assert store.leases.claim("w", 100, 60.0, [WF]) == []
+    assert [c.run_id for c in store.leases.claim("w", 100, 60.0, ["other"])] == [other]
 
 
 # -- group commit ------------------------------------------------------------------------
@@ -373,9 +372,9 @@ def test_group_commit_of_many_threads_keeps_every_log_contiguous(
 ) -> None:
     threads, runs_per_thread, appends = 12, 3, 15
     ids = make_runs(dsn, threads * runs_per_thread)
-    claims = {c.run_id: c for c in store.claim("w", len(ids), 60.0, [WF])}
+    claims = {c.run_id: c for c in store.leases.claim("w", len(ids), 60.0, [WF])}
     assert set(claims) == set(ids)
-    group = GroupAppender(stores(max_size=4))
+    group = stores(max_size=4).group_appender()
     barrier = threading.Barrier(threads)
 
     def drive(i: int) -> int:
@@ -422,8 +421,8 @@ def test_group_commit_batch_with_a_stale_run_fails_only_that_run(
 ) -> None:
     ids = make_runs(dsn, 8)
     blocker, stale, moved, *good = ids
-    claims = {c.run_id: c for c in store.claim("w", len(ids), 60.0, [WF])}
-    group = GroupAppender(stores(max_size=4))
+    claims = {c.run_id: c for c in store.leases.claim("w", len(ids), 60.0, [WF])}
+    group = stores(max_size=4).group_appender()
     results: dict[str, BaseException | None] = {}
 
     def send(run_id: str, token: uuid.UUID, expected: int) -> None:
@@ -480,14 +479,17 @@ def test_concurrent_create_run_with_the_same_id_or_key_makes_one_run(
 
     def create(i: int, run_id: str, key: str | None) -> tuple[str, bool]:
         barrier.wait(timeout=10)
-        return creators[i].create_run(
-            run_id=run_id,
-            workflow=WF,
-            events=started(run_id),
-            now=now(),
-            wake_at=now(),
-            idempotency_key=key,
+        made = creators[i].runs.create_run(
+            NewRun(
+                run_id=run_id,
+                workflow=WF,
+                events=started(run_id),
+                now=now(),
+                wake_at=now(),
+                idempotency_key=key,
+            )
         )
+        return made.run_id, made.created
 
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for iteration in range(25):
@@ -525,7 +527,7 @@ def test_emit_event_racing_a_waiter_never_loses_the_wake_up(
 ) -> None:
     iterations = 120
     ids = make_runs(dsn, iterations)
-    claims = {c.run_id: c for c in store.claim("w", iterations, 60.0, [WF])}
+    claims = {c.run_id: c for c in store.leases.claim("w", iterations, 60.0, [WF])}
     assert len(claims) == iterations
     waiter, emitter = stores(max_size=1), stores(max_size=1)
     seen = {"payload": 0, "nudged": 0}
@@ -533,12 +535,20 @@ def test_emit_event_racing_a_waiter_never_loses_the_wake_up(
 
     def wait(run_id: str, key: str) -> dict[str, Any]:
         barrier.wait(timeout=10)
-        with waiter.transaction() as conn:
-            return waiter.latched_or_wait(conn, run_id, [key])
+        synced = waiter.leases.sync_inbox(
+            run_id,
+            claims[run_id].token,
+            1,
+            waits=[InboxWait(2, "event", key)],
+            due=[],
+            paused=False,
+            now=now(),
+        )
+        return {e.data["key"]: e.data["payload"] for e in synced.events}
 
     def emit(key: str, i: int) -> bool:
         barrier.wait(timeout=10)
-        return emitter.emit_event(key, {"i": i})
+        return emitter.runs.emit_event(key, {"i": i})
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i, run_id in enumerate(ids):
@@ -566,9 +576,11 @@ def test_emit_event_racing_a_waiter_never_loses_the_wake_up(
 def test_emit_to_an_unleased_waiting_run_sets_wake_at(dsn: str, store: Store) -> None:
     run_id = make_run(store)
     claim = claim_one(store, run_id, "w")
-    with store.transaction() as conn:
-        assert store.latched_or_wait(conn, run_id, ["k"]) == {}
-    store.append(
+    synced = store.leases.sync_inbox(
+        run_id, claim.token, 1, waits=[InboxWait(2, "event", "k")], due=[], paused=False, now=now()
+    )
+    assert synced.events == []
+    store.leases.append(
         run_id=run_id,
         token=claim.token,
         expected_seq=1,
@@ -580,11 +592,11 @@ def test_emit_to_an_unleased_waiting_run_sets_wake_at(dsn: str, store: Store) ->
     )
     state = row(dsn, run_id)
     assert state["status"] == "waiting" and state["wake_at"] is None and not state["nudged"]
-    assert store.emit_event("k", {"v": 1}) is True
-    assert store.emit_event("k", {"v": 2}) is False
+    assert store.runs.emit_event("k", {"v": 1}) is True
+    assert store.runs.emit_event("k", {"v": 2}) is False
     state = row(dsn, run_id)
     assert state["nudged"] and state["due"]
-    assert [c.run_id for c in store.claim("w2", 10, 60.0, [WF])] == [run_id]
+    assert [c.run_id for c in store.leases.claim("w2", 10, 60.0, [WF])] == [run_id]
 
 
 def test_group_commit_leader_never_reports_an_unsent_append(
@@ -593,9 +605,9 @@ def test_group_commit_leader_never_reports_an_unsent_append(
     from durable.store._group import MAX_BATCH, _Request
 
     ids = make_runs(dsn, MAX_BATCH + 2)
-    claims = {c.run_id: c for c in store.claim("w", len(ids), 60.0, [WF])}
+    claims = {c.run_id: c for c in store.leases.claim("w", len(ids), 60.0, [WF])}
     *others, mine = ids
-    group = GroupAppender(stores(max_size=4))
+    group = stores(max_size=4).group_appender()
     # The state the appender is in when MAX_BATCH + 1 other threads queued their appends
     # while a statement was in flight, and that statement has just finished: this thread
     # arrives (or is the first waiter to wake) and becomes the leader.

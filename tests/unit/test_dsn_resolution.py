@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from durable import _embedded
+from durable import ConfigError, DurableError, _embedded
 from durable._embedded import durable_home, embedded_status, embedded_url, resolve_dsn
-from durable.replay.errors import ConfigError, DurableError
 
 
 @pytest.fixture(autouse=True)

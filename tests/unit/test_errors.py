@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from durable.replay import (
+from durable import (
     Cancelled,
     ChildFailed,
     ConfigError,

@@ -16,6 +16,7 @@ ALLOWED_IMPORTS = {
     "contextlib",
     "dataclasses",
     "datetime",
+    "enum",
     "logging",
     "os.path",
     "random",

@@ -11,11 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
-import psycopg
-
-from .replay.errors import DurableError
+from ..replay.errors import DurableError
+from ..store import Listener
 
 log = logging.getLogger("durable")
 
@@ -25,12 +23,7 @@ __all__ = ["ResultWaiter"]
 class ResultWaiter:
     """Dispatches end-of-run notifications to the threads waiting for them."""
 
-    def __init__(
-        self,
-        connect: Callable[[], psycopg.Connection[Any]],
-        listen: Callable[[psycopg.Connection[Any]], None],
-    ) -> None:
-        self._connect = connect
+    def __init__(self, listen: Callable[[], Listener]) -> None:
         self._listen = listen
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = {}
@@ -73,24 +66,24 @@ class ResultWaiter:
         failures = 0
         while not self._closed.is_set():
             try:
-                conn = self._connect()
-            except DurableError:
+                listener = self._listen()
+            except DurableError as exc:
                 failures += 1
-                self._closed.wait(min(0.1 * 2**failures, 5.0))
+                delay = min(0.1 * 2**failures, 5.0)
+                log.debug("result listener cannot connect (%s); retrying in %.1fs", exc, delay)
+                self._closed.wait(delay)
                 continue
             failures = 0
-            try:
-                self._listen(conn)
+            with listener:
                 self._ready.set()
-                while not self._closed.is_set():
-                    for note in conn.notifies(timeout=0.5, stop_after=1):
-                        self._wake(note.payload)
-            except psycopg.Error as exc:
-                log.debug("result listener reconnecting after: %s", exc)
-                self._ready.clear()
-                self._wake_all()  # everyone re-checks; notifications may have been lost
-            finally:
-                conn.close()
+                try:
+                    while not self._closed.is_set():
+                        for run_id in listener.wait(0.5):
+                            self._wake(run_id)
+                except DurableError as exc:
+                    log.debug("result listener reconnecting after: %s", exc)
+                    self._ready.clear()
+                    self._wake_all()  # everyone re-checks; notifications may have been lost
 
     def _wake(self, run_id: str) -> None:
         with self._lock:

@@ -1,0 +1,249 @@
+"""The registry: what ``@app.step()`` and ``@app.workflow()`` register, and the decoding
+of stored values by the registered functions' type annotations."""
+
+from __future__ import annotations
+
+import collections.abc
+import functools
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from ._codec import Codec, type_hints
+from ._errors import WorkflowNotFound
+from ._models import RetryPolicy, seconds
+from .replay import StepCall, current_context
+
+__all__ = ["Registry", "StepDef", "WorkflowDef"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DEFAULT_RETRY = RetryPolicy()
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+@dataclass(frozen=True)
+class StepDef:
+    """A registered step."""
+
+    name: str
+    fn: Callable[..., Any]
+    retry: RetryPolicy
+    timeout: float | None
+    result_annotation: Any
+
+
+@dataclass(frozen=True)
+class WorkflowDef:
+    """A registered workflow."""
+
+    name: str
+    fn: Callable[..., Any]
+    timeout: float | None
+    param_annotations: tuple[Any, ...]
+    result_annotation: Any
+
+    def check_args(self, args: tuple[Any, ...]) -> None:
+        """Raise TypeError, naming the parameters, if ``args`` do not fit the workflow."""
+        signature = inspect.signature(self.fn)
+        try:
+            signature.bind(None, *args)  # None stands for the Context
+        except TypeError as exc:
+            params = [_describe(p) for p in list(signature.parameters.values())[1:]]
+            wanted = f"({', '.join(params)}) after the context" if params else "no arguments"
+            raise TypeError(
+                f"wrong arguments for workflow {self.name!r}: {exc}; it takes {wanted}"
+            ) from None
+
+
+class Registry:
+    """The workflows and steps of one App, and the codec their values go through."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.workflows: dict[str, WorkflowDef] = {}
+        self.steps: dict[str, StepDef] = {}
+
+    # -- decorators --------------------------------------------------------------------------
+
+    def step(
+        self,
+        name: str | None = None,
+        *,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
+        timeout: float | timedelta | None = None,
+    ) -> Callable[[F], F]:
+        """See :meth:`durable.App.step`."""
+        if callable(name) and not isinstance(name, str):
+            raise TypeError("use @app.step() with parentheses")
+        timeout_s = seconds(timeout, "step timeout")
+
+        def decorate(fn: F) -> F:
+            if not callable(fn) or inspect.isgeneratorfunction(fn):
+                raise TypeError(
+                    f"@app.step needs an ordinary function; {fn!r} is a generator function "
+                    "(workflows use @app.workflow)"
+                )
+            step_name = name or fn.__qualname__
+            _refuse_second(self.steps.get(step_name), "step", step_name, fn)
+            definition = StepDef(
+                name=step_name,
+                fn=fn,
+                retry=retry if retry is not None else RetryPolicy(max_attempts=1),
+                timeout=timeout_s,
+                result_annotation=type_hints(fn).get("return", inspect.Parameter.empty),
+            )
+            self.steps[step_name] = definition
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                ctx = current_context()
+                if ctx is None:
+                    return fn(*args, **kwargs)
+                command = StepCall(step_name, args, kwargs, definition)
+                ctx._created(command)
+                return command
+
+            wrapper.durable_step = definition  # type: ignore[attr-defined]
+            wrapper.durable_name = step_name  # type: ignore[attr-defined]
+            return wrapper  # type: ignore[return-value]
+
+        return decorate
+
+    def workflow(
+        self, name: str | None = None, *, timeout: float | timedelta | None = None
+    ) -> Callable[[F], F]:
+        """See :meth:`durable.App.workflow`."""
+        if callable(name) and not isinstance(name, str):
+            raise TypeError("use @app.workflow() with parentheses")
+        timeout_s = seconds(timeout, "workflow timeout")
+
+        def decorate(fn: F) -> F:
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+                raise TypeError(
+                    f"@app.workflow needs a generator function; {fn.__qualname__} is async. "
+                    "Workflows are plain generators that yield commands; put async work in "
+                    "an async step (@app.step() on an async def) and yield it"
+                )
+            if not inspect.isgeneratorfunction(fn):
+                raise TypeError(
+                    f"@app.workflow needs a generator function (one that yields commands) "
+                    f"whose first parameter is the durable.Context; {fn!r} is not one"
+                )
+            params = list(inspect.signature(fn).parameters.values())
+            if not params or params[0].kind not in _POSITIONAL:
+                raise TypeError(
+                    f"workflow {fn.__qualname__} must take the durable.Context as its "
+                    "first positional parameter"
+                )
+            wf_name = name or fn.__qualname__
+            _refuse_second(self.workflows.get(wf_name), "workflow", wf_name, fn)
+            hints = type_hints(fn)
+            annotations = tuple(
+                hints.get(p.name, inspect.Parameter.empty)
+                for p in params[1:]
+                if p.kind in _POSITIONAL
+            )
+            self.workflows[wf_name] = WorkflowDef(
+                name=wf_name,
+                fn=fn,
+                timeout=timeout_s,
+                param_annotations=annotations,
+                result_annotation=_generator_return(hints.get("return", inspect.Parameter.empty)),
+            )
+            fn.durable_name = wf_name  # type: ignore[attr-defined]
+            return fn
+
+        return decorate
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def workflow_def(self, workflow: Any) -> WorkflowDef:
+        """The registered workflow for a decorated function or a name."""
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", None)
+        if name is None:
+            raise TypeError(
+                f"{workflow!r} is not a workflow; decorate it with @app.workflow() "
+                "or pass its registered name"
+            )
+        try:
+            return self.workflows[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise WorkflowNotFound(
+                f"unknown workflow {name!r} (registered: {known}); register it with "
+                "@app.workflow() in the code this App runs",
+                workflow=name,
+            ) from None
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def decode_args(self, workflow: str, raw: list[Any]) -> tuple[Any, ...]:
+        """Workflow arguments from the log, typed by the workflow's annotations."""
+        wf = self.workflows.get(workflow)
+        annotations: tuple[Any, ...] = wf.param_annotations if wf else ()
+        out = []
+        for i, value in enumerate(raw):
+            ann = annotations[i] if i < len(annotations) else inspect.Parameter.empty
+            out.append(self.codec.decode(value, ann))
+        return tuple(out)
+
+    def decode_value(self, kind: str, name: str, raw: Any) -> Any:
+        """The engine's decode hook (docs/internals.md, section 3.2)."""
+        if kind == "args":
+            return self.decode_args(name, raw)
+        if kind == "step":
+            step = self.steps.get(name)
+            return self.codec.decode(
+                raw, step.result_annotation if step else inspect.Parameter.empty
+            )
+        if kind == "child":
+            return self.decode_result(name, raw)
+        return self.codec.decode(raw)
+
+    def decode_result(self, workflow: str, raw: Any) -> Any:
+        """A run's result, typed by its workflow's return annotation."""
+        wf = self.workflows.get(workflow)
+        return self.codec.decode(raw, wf.result_annotation if wf else inspect.Parameter.empty)
+
+
+def _refuse_second(existing: StepDef | WorkflowDef | None, kind: str, name: str, fn: Any) -> None:
+    if existing is None or existing.fn is fn:
+        return
+    raise ValueError(
+        f"{kind} name {name!r} is taken by {_where(existing.fn)}; {_where(fn)} cannot be "
+        f"registered under it too: pass @app.{kind}(name=...) a name of its own"
+    )
+
+
+def _where(fn: Any) -> str:
+    module = getattr(fn, "__module__", "?")
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _describe(param: inspect.Parameter) -> str:
+    """``name: type`` of a parameter, as written in the source."""
+    text = param.name
+    if param.kind is inspect.Parameter.VAR_POSITIONAL:
+        text = "*" + text
+    annotation = param.annotation
+    if annotation is not inspect.Parameter.empty:
+        shown = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+        text += f": {shown or annotation}"
+    if param.default is not inspect.Parameter.empty:
+        text += f" = {param.default!r}"
+    return text
+
+
+def _generator_return(annotation: Any) -> Any:
+    """The result type of a workflow: ``R`` of ``Generator[Y, S, R]``, else as written."""
+    origin = typing.get_origin(annotation)
+    if origin in (collections.abc.Generator, typing.Generator):
+        args = typing.get_args(annotation)
+        return args[2] if len(args) == 3 else inspect.Parameter.empty
+    if origin in (collections.abc.Iterator, collections.abc.Iterable):
+        return inspect.Parameter.empty
+    return annotation

@@ -1,0 +1,167 @@
+"""Driving a held run: feed its log to the engine, then bring it forward (inbox, timers,
+children, steps) writing what it leads to in as few commits as possible, until it waits,
+ends, or has a step to execute. A run is driven by whichever pool thread has news for it
+(a claim, a step result, a timer, a nudge) under the run's own lock."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .._clock import utcnow
+from ..replay import HistoryEvent, PendingStep, PendingTimer, PendingWait, TimedOut
+from ..replay.vocabulary import RunStatus
+from ..store import NewEvent
+from ._endings import Endings
+from ._inbox import Inbox
+from ._recorder import Recorder
+from ._state import Activation, Lost, WorkerState
+from ._steps import StepRunner
+
+__all__ = ["RunDriver"]
+
+
+class RunDriver:
+    """The loop between a run's engine and its log (see the module doc)."""
+
+    def __init__(
+        self,
+        state: WorkerState,
+        recorder: Recorder,
+        inbox: Inbox,
+        endings: Endings,
+        steps: StepRunner,
+    ) -> None:
+        self._state = state
+        self._recorder = recorder
+        self._inbox = inbox
+        self._endings = endings
+        self._steps = steps
+
+    def activate(self, act: Activation, history: list[HistoryEvent]) -> None:
+        """A run was just claimed: replay what it has not seen yet and go on."""
+        with act.lock:
+            try:
+                if history:
+                    act.engine.feed(history, replaying=True)
+                step = self._advance(act, [])
+            except Lost:
+                self._recorder.drop(act)
+                return
+        if step is not None:
+            self._execute(act, step)
+
+    def tick(self, act: Activation) -> None:
+        """Look at a held run again (a timer came due, or its inbox was nudged)."""
+        with act.lock:
+            act.tick_at = None
+            if act.done:
+                self._let_go_if_lost(act)
+                return
+            try:
+                step = self._advance(act, [])
+            except Lost:
+                self._recorder.drop(act)
+                return
+        if step is not None:
+            self._execute(act, step)
+
+    def _execute(self, act: Activation, step: PendingStep | None) -> None:
+        """The hot path: run a step in this thread, record its result together with what
+        it leads to (one commit), and go on with the next step while there is exactly one."""
+        while step is not None:
+            event = self._steps.run(step)
+            with act.lock:
+                if act.done:
+                    self._let_go_if_lost(act)
+                    return
+                act.in_flight.discard(step.pos)
+                try:
+                    step = self._advance(act, [event])
+                except Lost:
+                    self._recorder.drop(act)
+                    return
+
+    def _let_go_if_lost(self, act: Activation) -> None:
+        if act.lost and not act.in_flight:
+            act.lost = False
+            self._state.close_later(act.engine)
+
+    def _advance(self, act: Activation, produced: list[NewEvent]) -> PendingStep | None:
+        """Bring the run forward: ``produced`` are events this worker made (a step result)
+        that are not written yet. Writes them with whatever they lead to in as few
+        commits as possible, then starts the next steps. Called with ``act.lock`` held;
+        returns the one step the caller should execute in its own thread, if any."""
+        recorder = self._recorder
+        while not act.done:
+            if produced:
+                recorder.feed_live(act, produced)
+            engine = act.engine
+            outcome = engine.outcome
+            now = utcnow()
+            if outcome is None and act.deadline is not None and act.deadline <= now:
+                outcome = TimedOut()
+            if outcome is not None:
+                if self._endings.finish(act, produced, outcome):
+                    produced = []  # continued as new: drive the new history
+                    continue
+                return None
+            if act.nudged or self._inbox.needs_sync(act):
+                recorder.write(act, produced, "hold", now)
+                produced = []
+                if self._inbox.sync(act):
+                    continue
+            # A paused run stops at its yield: nothing new is started (steps already running
+            # finish and are recorded); signals, events and timers wait in the inbox.
+            starters = [] if act.paused else self._inbox.starters(act)
+            if starters:
+                produced = produced + starters
+                continue  # feed them (they change pending state) and look again
+            pending = engine.pending()
+            runnable = [
+                p
+                for p in pending
+                if isinstance(p, PendingStep)
+                and p.pos not in act.in_flight
+                and (p.not_before is None or p.not_before <= now)
+            ]
+            if self._state.stopping.is_set() or act.paused:
+                runnable = []
+            if runnable or act.in_flight:
+                recorder.write(act, produced, "hold", now)
+                produced = []
+                self._schedule_tick(act, pending)
+                if len(runnable) == 1 and not act.in_flight:
+                    act.in_flight.add(runnable[0].pos)
+                    return runnable[0]
+                for p in runnable:
+                    act.in_flight.add(p.pos)
+                    self._state.submit(self._execute, act, p)
+                return None
+            # Nothing to do now: give the run back until its next timer, retry or signal.
+            status = RunStatus.PAUSED if act.paused else RunStatus.WAITING
+            wake = None if act.paused else self._inbox.wake_at(act, pending)
+            recorder.write(act, produced, "release", now, status=status, wake_at=wake)
+            recorder.drop(act, keep_engine=True)
+            return None
+        return None
+
+    def _schedule_tick(self, act: Activation, pending: list[Any]) -> None:
+        """A held run with steps in flight may also wait on a timer (``ctx.any(step,
+        ctx.sleep(5))``): look at it again when the earliest one is due."""
+        times = []
+        for p in pending:
+            if isinstance(p, PendingTimer) and p.fire_at is not None:
+                times.append(p.fire_at)
+            elif isinstance(p, PendingWait) and p.timeout_at is not None:
+                times.append(p.timeout_at)
+        if not times:
+            return
+        due = min(times)
+        if act.tick_at is not None and act.tick_at <= due:
+            return  # a tick is already scheduled in time
+        act.tick_at = due
+        delay = max((due - utcnow()).total_seconds(), 0.0) + 0.001
+        timer = threading.Timer(delay, self._state.submit, (self.tick, act))
+        timer.daemon = True
+        timer.start()

@@ -1,0 +1,217 @@
+"""The connection side of the store: the pool, transactions, dedicated connections and
+LISTEN, with every psycopg error wrapped into the store's own at this boundary."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg.errors
+import tenacity
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ._errors import ConfigError, DatabaseUnavailable, StoreError
+from ._migrate import migrate, set_search_path
+from ._records import first_line
+from ._sql import load_queries
+
+__all__ = ["Conn", "Database", "Listener", "validate_dsn"]
+
+T = TypeVar("T")
+Conn = psycopg.Connection[TupleRow]
+
+
+class Database:
+    """A pool of connections to one schema of one PostgreSQL database.
+
+    Every pooled connection is in autocommit mode with ``search_path`` set to the schema
+    and the time zone set to UTC. The named queries of ``sql/queries.sql`` are ``q[name]``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "durable",
+        min_size: int = 1,
+        max_size: int = 20,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        #: NOTIFY channels: work for workers (starts, signals, nudges), done for result()
+        self.work_channel = f"{schema}.work"
+        self.done_channel = f"{schema}.done"
+        self.q = load_queries()
+        self._min_size = min_size
+        self._max_size = max_size
+        self._connect_timeout = connect_timeout
+        self._pool: ConnectionPool[Conn] | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        """Migrate the schema (idempotent, safe from many processes) and open the pool."""
+        with self._lock:
+            if self._pool is not None:
+                return
+            try:
+                with psycopg.connect(
+                    self.dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
+                ) as conn:
+                    migrate(conn, self.schema)
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnavailable(
+                    f"cannot reach PostgreSQL ({first_line(exc)}); check the DSN and that "
+                    "the server is running"
+                ) from exc
+            except psycopg.ProgrammingError as exc:
+                raise ConfigError(
+                    f"invalid DSN ({first_line(exc)}); use a URI like "
+                    "postgresql://user:password@host:5432/dbname"
+                ) from exc
+            schema = self.schema
+
+            def configure(conn: psycopg.Connection[Any]) -> None:
+                set_search_path(conn, schema)
+                conn.execute("SET TimeZone = 'UTC'")
+
+            pool: ConnectionPool[Conn] = ConnectionPool(
+                self.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                kwargs={"autocommit": True, "connect_timeout": int(self._connect_timeout)},
+                configure=configure,
+                open=False,
+                timeout=self._connect_timeout,
+                name=f"pgdurable-{schema}",
+            )
+            pool.open(wait=False)
+            self._pool = pool
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        """A pooled connection, with errors wrapped."""
+        if self._pool is None:
+            self.open()
+        assert self._pool is not None
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(
+                f"no database connection within {self._connect_timeout:g}s; is PostgreSQL up?"
+            ) from exc
+        except psycopg.Error as exc:
+            raise wrap(exc) from exc
+
+    def run(self, body: Callable[[Conn], T]) -> T:
+        """Run ``body(conn)`` in one transaction, again (up to five times, with a short
+        backoff) if PostgreSQL aborts it as a deadlock victim or a serialization failure.
+        Units of work that lock several runs (a cancel with children, a child's end
+        telling its parent) can meet in opposite orders; one of them is retried."""
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_retryable_conflict),
+            stop=tenacity.stop_after_attempt(5),
+            wait=tenacity.wait_random_exponential(multiplier=0.01, max=0.2),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt, self.connection() as conn, conn.transaction():
+                return body(conn)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dedicated(self) -> Conn:
+        """A connection of its own (autocommit, search_path and time zone set), for a
+        caller that sends statements back to back and wants no pool checkout each time."""
+        conn = self._connect()
+        try:
+            set_search_path(conn, self.schema)
+            conn.execute("SET TimeZone = 'UTC'")
+        except psycopg.Error as exc:
+            conn.close()
+            raise wrap(exc) from exc
+        return conn
+
+    def listener(self, *channels: str) -> Listener:
+        """A dedicated connection that LISTENs on ``channels``."""
+        conn = self._connect()
+        try:
+            for channel in channels:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except psycopg.Error as exc:
+            conn.close()
+            raise wrap(exc) from exc
+        return Listener(conn)
+
+    def _connect(self) -> Conn:
+        try:
+            return psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
+            )
+        except psycopg.Error as exc:
+            raise wrap(exc) from exc
+
+
+class Listener:
+    """Notifications on the channels a dedicated connection LISTENs on."""
+
+    def __init__(self, conn: Conn) -> None:
+        self._conn = conn
+
+    def wait(self, timeout: float) -> list[str]:
+        """The payloads that arrive within ``timeout`` seconds (returns at the first).
+
+        Raises :class:`DatabaseUnavailable` when the connection breaks: close it and open
+        a new listener (notifications sent meanwhile are lost; poll for what they said).
+        """
+        try:
+            return [n.payload for n in self._conn.notifies(timeout=timeout, stop_after=1)]
+        except psycopg.Error as exc:
+            raise wrap(exc) from exc
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def validate_dsn(dsn: str) -> None:
+    """Raise :class:`ConfigError` if ``dsn`` is not a PostgreSQL connection string (without
+    connecting)."""
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"not a valid PostgreSQL connection string ({first_line(exc)}); use "
+            "postgresql://user@host:port/dbname or 'host=... dbname=...'"
+        ) from None
+
+
+def wrap(exc: psycopg.Error) -> StoreError:
+    """The store's error for a psycopg error (raise it ``from exc``)."""
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseUnavailable(f"database connection failed: {first_line(exc)}")
+    return StoreError(f"database error: {first_line(exc)}")
+
+
+def _is_retryable_conflict(exc: BaseException) -> bool:
+    cause = exc.__cause__ if isinstance(exc, StoreError) else exc
+    return isinstance(cause, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
