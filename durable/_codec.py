@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from ._errors import SerializationError
 from .store import ConfigError
 
 __all__ = ["Codec", "JsonCodec", "PickleCodec", "make_codec"]
+
+log = logging.getLogger("durable")
 
 _PICKLE_KEY = "$pickle"
 
@@ -69,7 +72,8 @@ class JsonCodec(Codec):
             return raw
         try:
             return adapter.validate_python(raw)
-        except pydantic.ValidationError:
+        except pydantic.ValidationError as exc:
+            _warn_once(annotation, exc)
             return raw
 
 
@@ -120,6 +124,25 @@ def _adapter(annotation: Any) -> pydantic.TypeAdapter[Any] | None:
             return pydantic.TypeAdapter(annotation)
         except Exception:
             return None
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(annotation: Any, exc: pydantic.ValidationError) -> None:
+    """Say (once per type) that a stored value does not fit its annotation: the code then
+    gets the stored JSON as it is, which is what it was given before the change."""
+    name = getattr(annotation, "__qualname__", None) or repr(annotation)
+    if name in _warned:
+        return
+    _warned.add(name)
+    first = (str(exc).splitlines() or [""])[0]
+    log.warning(
+        "a stored value does not fit the annotation %s (%s); the code receives the stored "
+        "JSON unchanged (later mismatches of this type are not logged)",
+        name,
+        first,
+    )
 
 
 def _type_name(value: Any) -> str:

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .._models import Event, RunInfo, RunPage
+from .. import Event, EventType, RunInfo, RunPage, RunStatus
 
 __all__ = [
     "STATUS_STYLES",
@@ -23,19 +23,25 @@ __all__ = [
 ]
 
 STATUS_STYLES = {
-    "pending": "dim",
-    "running": "cyan",
-    "waiting": "blue",
-    "paused": "yellow",
-    "completed": "green",
-    "failed": "bold red",
-    "cancelled": "magenta",
-    "timed_out": "magenta",
-    "blocked": "bold red",
+    RunStatus.PENDING: "dim",
+    RunStatus.RUNNING: "cyan",
+    RunStatus.WAITING: "blue",
+    RunStatus.PAUSED: "yellow",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.TIMED_OUT: "magenta",
+    RunStatus.BLOCKED: "bold red",
 }
 """The colour of each status."""
 
-_FAILURES = ("step_attempt_failed", "step_failed", "run_failed", "run_blocked", "child_failed")
+_FAILURES = (
+    EventType.STEP_ATTEMPT_FAILED,
+    EventType.STEP_FAILED,
+    EventType.RUN_FAILED,
+    EventType.RUN_BLOCKED,
+    EventType.CHILD_FAILED,
+)
 
 
 def format_time(value: datetime | None) -> str:
@@ -90,54 +96,54 @@ def _pos(data: dict[str, Any]) -> str:
 def summarize(event: Event) -> str:
     """A short description of an event's data, by type."""
     d, t = event.data, event.type
-    if t == "run_started":
+    if t == EventType.RUN_STARTED:
         args = ", ".join(short(a, 30) for a in d.get("args", []))
         return f"{d.get('workflow', '?')}({args})"
-    if t == "step_completed":
+    if t == EventType.STEP_COMPLETED:
         return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt', 1)} → {short(d.get('result'))}"
-    if t == "step_attempt_failed":
+    if t == EventType.STEP_ATTEMPT_FAILED:
         retry = d.get("retry_at")
         when = f"; retry at {format_time(datetime.fromisoformat(retry))}" if retry else ""
         return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt')}: {_error_text(d)}{when}"
-    if t == "step_failed":
+    if t == EventType.STEP_FAILED:
         attempts = d.get("attempts")
         noun = "attempt" if attempts == 1 else "attempts"
         return f"{_pos(d)}{d.get('name')} failed after {attempts} {noun}: {_error_text(d)}"
-    if t == "timer_started":
+    if t == EventType.TIMER_STARTED:
         fire = d.get("fire_at")
         if not fire:
             return _pos(d).strip()
         fire_at = datetime.fromisoformat(fire)
         delta = (fire_at - event.created_at).total_seconds()
         return f"{_pos(d)}fires at {format_time(fire_at)} (in {format_duration(delta)})"
-    if t in ("timer_fired", "wait_timed_out"):
+    if t in (EventType.TIMER_FIRED, EventType.WAIT_TIMED_OUT):
         return _pos(d).strip()
-    if t == "signal_received":
+    if t == EventType.SIGNAL_RECEIVED:
         return f"{_pos(d)}{d.get('name')}: {short(d.get('payload'))}"
-    if t == "event_received":
+    if t == EventType.EVENT_RECEIVED:
         return f"{_pos(d)}{d.get('key')}: {short(d.get('payload'))}"
-    if t == "child_started":
+    if t == EventType.CHILD_STARTED:
         return f"{_pos(d)}{d.get('workflow')} run {d.get('child_run_id')}"
-    if t == "child_completed":
+    if t == EventType.CHILD_COMPLETED:
         return f"{_pos(d)}run {d.get('child_run_id')} → {short(d.get('result'))}"
-    if t == "child_failed":
+    if t == EventType.CHILD_FAILED:
         return f"{_pos(d)}run {d.get('child_run_id')} {d.get('status')}: {_error_text(d)}"
-    if t == "patch_marker":
+    if t == EventType.PATCH_MARKER:
         return str(d.get("patch_id"))
-    if t == "status_set":
+    if t == EventType.STATUS_SET:
         return short(d.get("value"))
-    if t in ("cancel_requested", "run_cancelled"):
+    if t in (EventType.CANCEL_REQUESTED, EventType.RUN_CANCELLED):
         return str(d.get("reason") or "")
-    if t == "run_blocked":
+    if t == EventType.RUN_BLOCKED:
         return str(d.get("message", ""))
-    if t == "run_retried":
+    if t == EventType.RUN_RETRIED:
         voids = d.get("voids") or []
         return f"voids {', '.join(str(v) for v in voids)}" if voids else ""
-    if t == "run_completed":
+    if t == EventType.RUN_COMPLETED:
         return short(d.get("result"), 80)
-    if t == "run_failed":
+    if t == EventType.RUN_FAILED:
         return _error_text(d)
-    if t == "run_continued":
+    if t == EventType.RUN_CONTINUED:
         return f"continued as new with ({', '.join(short(a, 30) for a in d.get('args', []))})"
     return short(d, 80) if d else ""
 
@@ -181,7 +187,7 @@ def print_run(console: Console, run: RunInfo, history: list[Event]) -> None:
     grid.add_row("workflow", Text(run.workflow))
     grid.add_row("status", _status(run.status))
     grid.add_row("args", Text(short(run.args or [], 200)))
-    if run.status == "completed":
+    if run.status == RunStatus.COMPLETED:
         grid.add_row("result", Text(short(run.result, 200)))
     if run.error:
         grid.add_row("error", Text(_error_text(run.error) or short(run.error), style="red"))

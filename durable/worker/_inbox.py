@@ -14,7 +14,7 @@ from .._errors import SerializationError
 from ..client import RunCreator, child_run_id
 from ..replay import HistoryEvent, PendingChild, PendingStep, PendingTimer, PendingWait
 from ..replay.errors import DurableError
-from ..replay.vocabulary import EventType
+from ..replay.vocabulary import EventType, RunStatus
 from ..store import DueTimer, InboxWait, LeaseStore, NewEvent
 from ._state import Activation, Lost, WorkerState
 
@@ -132,7 +132,7 @@ class Inbox:
             data = {
                 "pos": p.pos,
                 "child_run_id": child_run_id(act.run_id, act.history_start, p.pos),
-                "status": "failed",
+                "status": str(RunStatus.FAILED),
                 "error_type": "durable.SerializationError",
                 "message": str(exc),
             }
