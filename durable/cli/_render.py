@@ -22,7 +22,7 @@ __all__ = [
     "summarize",
 ]
 
-STATUS_STYLES = {
+STATUS_STYLES: dict[str, str] = {
     RunStatus.PENDING: "dim",
     RunStatus.RUNNING: "cyan",
     RunStatus.WAITING: "blue",
