@@ -6,7 +6,14 @@ Everything a user needs is importable from here; the rest of the package is inte
 from __future__ import annotations
 
 from ._app import App
-from ._errors import RunCancelled, RunTimedOut, SerializationError, WorkflowNotFound
+from ._errors import (
+    AmbiguousRunId,
+    InvalidArgument,
+    RunCancelled,
+    RunTimedOut,
+    SerializationError,
+    WorkflowNotFound,
+)
 from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
 from ._replayer import Mismatch, ReplayReport
 from .client import RunHandle
@@ -30,12 +37,14 @@ from .store import (
     RunNotFound,
     RunStateError,
     StoreError,
+    Timeouts,
 )
 from .worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousRunId",
     "App",
     "Cancelled",
     "ChildFailed",
@@ -46,6 +55,7 @@ __all__ = [
     "DurableError",
     "Event",
     "EventType",
+    "InvalidArgument",
     "LeaseLost",
     "Mismatch",
     "NonDeterminismError",
@@ -65,6 +75,7 @@ __all__ = [
     "SerializationError",
     "StepFailed",
     "StoreError",
+    "Timeouts",
     "UnyieldedCommandError",
     "WaitTimeout",
     "Worker",

@@ -14,7 +14,7 @@ from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
 from ._registry import Registry, StepDef, WorkflowDef
 from ._replayer import Replayer, ReplayReport
 from .client import Client, RunHandle
-from .store import Store
+from .store import Store, Timeouts
 from .worker import Worker
 
 __all__ = ["App"]
@@ -30,7 +30,8 @@ class App:
     ``dsn``: the argument, else ``$DURABLE_DSN``, else an embedded PostgreSQL server in
     ``$DURABLE_HOME`` (default ``./.durable``) started on first use. ``schema`` holds every
     table. ``codec`` is ``"json"`` (default) or ``"pickle"`` (only for databases that only
-    trusted code writes). ``pool_size`` bounds the App's pooled connections.
+    trusted code writes). ``pool_size`` bounds the App's pooled connections; ``timeouts``
+    (:class:`durable.Timeouts`) bound how long they wait on a stuck peer.
     """
 
     def __init__(
@@ -40,10 +41,12 @@ class App:
         schema: str = "durable",
         codec: str | Codec = "json",
         pool_size: int = 20,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._dsn = dsn
         self.schema = schema
         self._pool_size = pool_size
+        self._timeouts = timeouts
         self._store: Store | None = None
         self._store_lock = threading.Lock()
         self.registry = Registry(make_codec(codec))
@@ -57,6 +60,7 @@ class App:
             schema=schema if schema is not None else self.schema,
             codec=self.registry.codec,
             pool_size=self._pool_size,
+            timeouts=self._timeouts,
         )
         other.registry = self.registry
         other.client = Client(lambda: other.store, other.registry)
@@ -71,7 +75,9 @@ class App:
             with self._store_lock:
                 if self._store is None:
                     dsn = resolve_dsn(self._dsn)
-                    self._store = Store(dsn, schema=self.schema, max_size=self._pool_size).open()
+                    self._store = Store(
+                        dsn, schema=self.schema, max_size=self._pool_size, timeouts=self._timeouts
+                    ).open()
         return self._store
 
     @property
@@ -157,11 +163,19 @@ class App:
         """A handle on an existing run (no database access)."""
         return self.client.handle(run_id)
 
-    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+    def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         """Send a durable signal: FIFO per name, buffered until the run waits for it,
-        delivered exactly once. Raises RunNotActive for an ended run, RunNotFound for an
-        unknown one."""
-        self.client.signal(run_id, name, payload)
+        delivered exactly once. With an ``idempotency_key``, sending it again to the same
+        run stores nothing new (retry freely after a lost connection). Raises RunNotActive
+        for an ended run, RunNotFound for an unknown one."""
+        self.client.signal(run_id, name, payload, idempotency_key=idempotency_key)
 
     def emit_event(self, key: str, payload: Any = None) -> bool:
         """Emit a latched event: the first emission of ``key`` wins (True); later ones
@@ -255,3 +269,11 @@ class App:
         """Run a worker in this thread until SIGINT/SIGTERM: no new work is claimed,
         running steps finish and are recorded, leases are released."""
         Worker(self, concurrency=concurrency, **options).run(install_signal_handlers=True)
+
+    def resolve_run_id(self, run_id_or_prefix: str) -> str:
+        """The run id of the run named by ``run_id_or_prefix``: that id if a run has it,
+        else the one run whose id starts with it (at least 4 characters; a prefix shared
+        by a run and its children, ``<run id>:<pos>``, names the run, and ``<prefix>:<pos>``
+        names a child). Raises RunNotFound if no run matches, AmbiguousRunId (naming up
+        to five) if several do."""
+        return self.client.resolve_run_id(run_id_or_prefix)

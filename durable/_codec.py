@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import inspect
+import json
 import logging
 import typing
 from collections.abc import Callable, Sequence
@@ -56,13 +57,21 @@ class JsonCodec(Codec):
 
     def encode(self, value: Any) -> Any:
         try:
-            return pydantic_core.to_jsonable_python(value)
+            jsonable = pydantic_core.to_jsonable_python(value)
         except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
             raise SerializationError(
                 f"cannot store a value of type {_type_name(value)} with the JSON codec; "
                 "return/pass JSON-compatible data, a pydantic model or a dataclass, or use "
                 "App(codec='pickle')"
             ) from exc
+        problem = _jsonb_problem(jsonable)
+        if problem is not None:
+            raise SerializationError(
+                f"cannot store a value of type {_type_name(value)} with the JSON codec: it "
+                f"holds {problem}, which PostgreSQL's jsonb cannot hold; replace it (None for "
+                "a missing number, a string without NUL characters), or use App(codec='pickle')"
+            )
+        return jsonable
 
     def decode(self, raw: Any, annotation: Any = inspect.Parameter.empty) -> Any:
         if annotation is inspect.Parameter.empty or annotation is Any or annotation is None:
@@ -95,6 +104,32 @@ class PickleCodec(Codec):
         if isinstance(raw, dict) and len(raw) == 1 and _PICKLE_KEY in raw:
             return cloudpickle.loads(base64.b64decode(raw[_PICKLE_KEY]))
         return raw
+
+
+def _jsonb_problem(jsonable: Any) -> str | None:
+    """What in a JSON-compatible value jsonb refuses (NaN, an infinity, a NUL character,
+    an unpaired surrogate), or None. One C-speed dump decides the common case."""
+    try:
+        text = json.dumps(jsonable, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return "NaN or an infinity"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a string with an unpaired surrogate"
+    if "\\u0000" in text and _has_nul(jsonable):  # the escape, or a literal backslash-u
+        return "a string with a NUL character (\\x00)"
+    return None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def make_codec(codec: str | Codec) -> Codec:

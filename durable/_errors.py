@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from .replay.errors import DurableError
 
-__all__ = ["RunCancelled", "RunTimedOut", "SerializationError", "WorkflowNotFound"]
+__all__ = [
+    "AmbiguousRunId",
+    "InvalidArgument",
+    "RunCancelled",
+    "RunTimedOut",
+    "SerializationError",
+    "WorkflowNotFound",
+]
+
+
+class InvalidArgument(DurableError, ValueError):
+    """An argument is out of range or not one of the accepted values (also a
+    ``ValueError``)."""
 
 
 class SerializationError(DurableError):
@@ -51,3 +63,21 @@ class RunTimedOut(DurableError):
 
     def __str__(self) -> str:
         return f"run {self.run_id} timed out"
+
+
+class AmbiguousRunId(DurableError):
+    """A run id prefix matches more than one run (raised by ``App.resolve_run_id``).
+
+    ``candidates`` holds up to five of the matching run ids, in order; ``more`` is True
+    when there are others.
+    """
+
+    def __init__(self, prefix: str, candidates: list[str], *, more: bool = False) -> None:
+        super().__init__(prefix, candidates)
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        self.more = more
+
+    def __str__(self) -> str:
+        listed = ", ".join(self.candidates) + (", ..." if self.more else "")
+        return f"run id prefix {self.prefix!r} is ambiguous: it matches {listed}"

@@ -75,7 +75,8 @@ class Event(BaseModel):
     seq: int
     type: str
     created_at: datetime
-    data: dict[str, Any]
+    #: an object for every event pgdurable writes (anything, for a hand-edited log)
+    data: Any
 
 
 class RunPage(BaseModel):

@@ -91,7 +91,9 @@ WITH r AS (
             WHEN %(mode)s = 'finish' OR %(status)s IN ('paused', 'blocked') THEN NULL
             WHEN nudged THEN now()
             ELSE %(wake_at)s::timestamptz END,
-        nudged = CASE WHEN %(mode)s = 'hold' THEN nudged ELSE false END,
+        -- only a claim clears the nudge: one that arrived while the lease was held must
+        -- reach the next claim, or the messages in the run's inbox are never taken
+        nudged = CASE WHEN %(mode)s = 'finish' THEN false ELSE nudged END,
         custom_status = CASE WHEN %(set_custom)s THEN %(custom_status)s::jsonb
                              ELSE custom_status END,
         error = CASE WHEN %(set_error)s THEN %(error)s::jsonb ELSE error END,
@@ -110,8 +112,11 @@ SELECT r.nudged, r.wake_at <= now() AS wake_now, r.watched FROM r
 SELECT lease_token, last_seq, status FROM runs WHERE run_id = %(run_id)s
 
 -- name: lock_run
+-- queued: control messages wait in the run's inbox (posted while a worker held it); what
+-- comes next for the run must queue behind them, not jump ahead into the log.
 SELECT run_id, workflow, status, lease_token, lease_expires_at > now() AS leased, last_seq,
-       history_start, started_at, parent_run_id, parent_pos, deadline
+       history_start, started_at, parent_run_id, parent_pos, deadline,
+       EXISTS (SELECT 1 FROM controls AS c WHERE c.run_id = runs.run_id) AS queued
 FROM runs WHERE run_id = %(run_id)s
 FOR UPDATE
 
@@ -123,8 +128,10 @@ WITH r AS (
     SET last_seq = %(new_seq)s,
         status = %(status)s,
         lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-        wake_at = %(wake_at)s::timestamptz,
-        nudged = false,
+        -- a nudged run (something waits in its inbox) that may run is due now
+        wake_at = CASE WHEN nudged AND %(status)s IN ('pending', 'running', 'waiting')
+                       THEN now() ELSE %(wake_at)s::timestamptz END,
+        nudged = CASE WHEN %(finish)s THEN false ELSE nudged END,
         error = CASE WHEN %(set_error)s THEN %(error)s::jsonb ELSE error END,
         finished_at = CASE WHEN %(finish)s THEN now() WHEN %(reopen)s THEN NULL
                            ELSE finished_at END,
@@ -139,10 +146,17 @@ WITH r AS (
 SELECT r.watched FROM r
 
 -- name: post_control
+-- A run nobody holds that may run is due now, so a worker takes the message.
 WITH ins AS (
     INSERT INTO controls (run_id, kind, data) VALUES (%(run_id)s, %(kind)s, %(data)s::jsonb)
 )
-UPDATE runs SET nudged = true, updated_at = now() WHERE run_id = %(run_id)s
+UPDATE runs
+SET nudged = true,
+    wake_at = CASE WHEN (lease_token IS NULL OR lease_expires_at <= now())
+                        AND status IN ('pending', 'running', 'waiting')
+                   THEN now() ELSE wake_at END,
+    updated_at = now()
+WHERE run_id = %(run_id)s
 
 -- name: drain_controls
 DELETE FROM controls WHERE run_id = %(run_id)s RETURNING id, kind, data, created_at
@@ -159,7 +173,15 @@ WHERE (run_id, id) IN (
 RETURNING id, name, payload, created_at
 
 -- name: send_signal
-WITH r AS (
+-- With a key, a signal already sent to the run under it stores nothing (stored: false).
+WITH k AS (
+    INSERT INTO signal_keys (run_id, key)
+    SELECT %(run_id)s, %(key)s WHERE %(key)s::text IS NOT NULL
+      AND EXISTS (SELECT 1 FROM runs WHERE run_id = %(run_id)s
+                  AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked'))
+    ON CONFLICT DO NOTHING
+    RETURNING key
+), r AS (
     UPDATE runs
     SET nudged = true,
         wake_at = CASE WHEN lease_token IS NULL AND status IN ('pending', 'waiting')
@@ -167,6 +189,7 @@ WITH r AS (
         updated_at = now()
     WHERE run_id = %(run_id)s
       AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked')
+      AND (%(key)s::text IS NULL OR EXISTS (SELECT 1 FROM k))
     RETURNING run_id, status
 ), ins AS (
     INSERT INTO signals (run_id, name, payload)
@@ -220,9 +243,10 @@ WHERE lease_token = ANY(%(tokens)s::uuid[])
 RETURNING lease_token
 
 -- name: release
+-- Give a lease back; the run is claimable again after %(delay)s seconds (0: at once).
 UPDATE runs
 SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL,
-    wake_at = now(), updated_at = now()
+    wake_at = now() + make_interval(secs => %(delay)s), updated_at = now()
 WHERE run_id = %(run_id)s AND lease_token = %(token)s
 
 -- name: watch
@@ -303,6 +327,8 @@ WITH doomed AS (
     DELETE FROM event_waiters USING doomed WHERE event_waiters.run_id = doomed.run_id
 ), x AS (
     DELETE FROM watchers USING doomed WHERE watchers.run_id = doomed.run_id
+), k AS (
+    DELETE FROM signal_keys USING doomed WHERE signal_keys.run_id = doomed.run_id
 ), r AS (
     DELETE FROM runs USING doomed WHERE runs.run_id = doomed.run_id RETURNING 1
 )
@@ -440,3 +466,14 @@ WITH u AS (
     SELECT pg_notify(%(done_channel)s, f.run_id) FROM f WHERE f.watched
 )
 SELECT r.run_id, r.nudged, (SELECT count(*) FROM n) FROM r
+
+-- name: find_run_ids
+-- Run ids that start with a prefix: pattern is the prefix, LIKE-escaped, and a wildcard.
+-- A left-anchored LIKE is served by the primary key's btree when the column's collation
+-- is C (as in the embedded server): the planner turns it into a range on run_id. Under
+-- another collation it is a scan of runs; an index on (run_id text_pattern_ops) serves
+-- it there. A range on run_id is not used instead: outside C it can miss matches.
+SELECT run_id FROM runs
+WHERE run_id LIKE %(pattern)s
+ORDER BY run_id
+LIMIT %(limit)s

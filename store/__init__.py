@@ -6,7 +6,7 @@ its errors and its vocabulary; psycopg's errors are wrapped into the ones below.
 
 from __future__ import annotations
 
-from ._db import Listener, validate_dsn
+from ._db import Listener, Timeouts, validate_dsn
 from ._errors import (
     ConfigError,
     ConflictError,
@@ -66,6 +66,7 @@ __all__ = [
     "StoreError",
     "StoredEvent",
     "SyncResult",
+    "Timeouts",
     "migrate",
     "validate_dsn",
 ]

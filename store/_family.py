@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..replay.vocabulary import TERMINAL_STATUSES, EventType, RunStatus
+from ..replay.vocabulary import CLAIMABLE_STATUSES, TERMINAL_STATUSES, EventType, RunStatus
 from ._db import Conn, Database
 from ._errors import ConflictError, RunNotActive, RunNotFound
 from ._records import NewEvent, events_json, jsonb_text
@@ -35,6 +35,14 @@ class RunLock:
     started: bool
     parent_run_id: str | None
     parent_pos: int | None
+    #: control messages wait in the run's inbox
+    queued: bool = False
+
+    @property
+    def takes_messages(self) -> bool:
+        """Whether what happens to the run goes into its inbox (for the worker that holds
+        it, or that will: messages queued before must keep their place in the log)."""
+        return self.leased or (self.queued and self.status in CLAIMABLE_STATUSES)
 
 
 class Family:
@@ -61,6 +69,7 @@ class Family:
             started=row[7] is not None,
             parent_run_id=row[8],
             parent_pos=row[9],
+            queued=bool(row[11]),
         )
 
     def append(
@@ -122,12 +131,22 @@ class Family:
             if raise_inactive:
                 raise RunNotActive(run_id, lock.status)
             return
+        self._apply(conn, lock, kind, reason, now)
         if kind == "cancel":
+            # The run's own cancel first, then its children's: a child that ends because
+            # of this cancel reports to a parent whose log (or inbox) already holds the
+            # cancel, so the parent sees Cancelled, never ChildFailed, whatever the order
+            # in which the children's ends arrive.
             for child in self._active_children(conn, run_id):
                 self.control(
                     conn, child, "cancel", f"parent {run_id} cancelled", now, raise_inactive=False
                 )
-        if lock.leased:
+
+    def _apply(
+        self, conn: Conn, lock: RunLock, kind: str, reason: str | None, now: datetime
+    ) -> None:
+        run_id = lock.run_id
+        if lock.takes_messages:
             data = {"reason": reason} if kind == "cancel" else {}
             self._post_control(conn, run_id, kind, data)
             self.notify(conn, self._db.work_channel, run_id)
@@ -221,7 +240,7 @@ class Family:
         lock = self.lock(conn, parent_run_id)
         if lock.status in TERMINAL_STATUSES:
             return
-        if lock.leased:
+        if lock.takes_messages:
             self._post_control(conn, parent_run_id, "child_done", {"type": etype, "data": data})
             self.notify(conn, self._db.work_channel, parent_run_id)
             return

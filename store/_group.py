@@ -67,11 +67,11 @@ class GroupAppender:
         self._conn: psycopg.Connection[Any] | None = None  # used by the leader only
 
     def close(self) -> None:
-        """Close the appender's connection."""
+        """Give the appender's connection back to the pool."""
         with self._cond:
             conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            self._db.give_back(conn)
 
     def append(
         self,
@@ -130,16 +130,23 @@ class GroupAppender:
         return req.nudged
 
     def _send(self, batch: list[_Request]) -> None:
-        """Send a batch on the appender's own connection (no pool checkout per step)."""
+        """Send a batch on a connection the appender keeps borrowed from the pool (no
+        checkout per step); one from the pool each time when the pool is too small to
+        lend one for long. Either way the pool's limit counts it: a server short of
+        connections makes the appender wait for one, not fail."""
+        if not self._db.can_lend:
+            with self._db.connection() as pooled:
+                self._send_on(pooled, batch)
+            return
         if self._conn is None or self._conn.closed:
-            self._conn = self._db.dedicated()
+            self._conn = self._db.borrow()
         conn = self._conn
         try:
             self._send_on(conn, batch)
         except psycopg.Error as exc:
             if conn.broken or isinstance(exc, psycopg.OperationalError):
                 self._conn = None
-                conn.close()
+                self._db.give_back(conn)
             raise wrap(exc) from exc
 
     def _send_on(self, conn: psycopg.Connection[Any], batch: list[_Request]) -> None:

@@ -135,10 +135,10 @@ class LeaseStore:
             ).fetchall()
         return {r[0] for r in rows}
 
-    def release(self, run_id: str, token: uuid.UUID) -> None:
-        """Give a lease back so another worker can claim the run at once."""
+    def release(self, run_id: str, token: uuid.UUID, *, delay: float = 0.0) -> None:
+        """Give a lease back; any worker may claim the run again after ``delay`` seconds."""
         with self._db.connection() as conn:
-            conn.execute(self._q["release"], {"run_id": run_id, "token": token})
+            conn.execute(self._q["release"], {"run_id": run_id, "token": token, "delay": delay})
 
     # -- appending -------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..replay.vocabulary import EventType, RunStatus
+from ..replay.vocabulary import TERMINAL_STATUSES, EventType, RunStatus
 from ._db import Conn, Database
 from ._errors import ConflictError, RunNotActive, RunNotFound, RunStateError
 from ._family import Family
@@ -89,8 +89,12 @@ class RunStore:
 
     # -- talking to runs -------------------------------------------------------------------
 
-    def signal(self, run_id: str, name: str, payload: Any) -> int:
-        """Put a signal in the run's inbox and wake it; returns the signal id."""
+    def signal(
+        self, run_id: str, name: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> int | None:
+        """Put a signal in the run's inbox and wake it; returns the signal id, or None when
+        a signal with this ``idempotency_key`` was sent to the run before (nothing is
+        stored then). Raises RunNotFound, or RunNotActive for a run that has ended."""
         with self._db.connection() as conn:
             row = conn.execute(
                 self._q["send_signal"],
@@ -98,15 +102,18 @@ class RunStore:
                     "run_id": run_id,
                     "name": name,
                     "payload": jsonb_text(payload),
+                    "key": idempotency_key,
                     "channel": self._db.work_channel,
                 },
             ).fetchone()
-            if row is None:
-                status = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
-                if status is None:
-                    raise RunNotFound(run_id)
-                raise RunNotActive(run_id, str(status[0]))
-        return int(row[1])
+            if row is not None:
+                return int(row[1])
+            status = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
+        if status is None:
+            raise RunNotFound(run_id)
+        if RunStatus(status[0]) in TERMINAL_STATUSES or idempotency_key is None:
+            raise RunNotActive(run_id, str(status[0]))
+        return None  # sent before under this key
 
     def emit_event(self, key: str, payload: Any) -> bool:
         """Latch ``key`` (first write wins) and wake every run waiting for it."""
@@ -279,6 +286,13 @@ class RunStore:
             ).fetchone()
         assert row is not None
         return PruneCounts(int(row[0]), int(row[1]), int(row[2]))
+
+    def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
+        """Up to ``limit`` run ids that start with ``prefix``, in order."""
+        params = {"pattern": f"{_escape_like(prefix)}%", "limit": limit}
+        with self._db.connection() as conn:
+            rows = conn.execute(self._q["find_run_ids"], params).fetchall()
+        return [str(r[0]) for r in rows]
 
 
 def _run_row(r: Sequence[Any]) -> RunRow:

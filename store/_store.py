@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._db import Database, Listener
 from ._family import Family
 from ._group import GroupAppender
@@ -23,22 +25,10 @@ class Store:
     on first use); :meth:`close` releases every connection.
     """
 
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        schema: str = "durable",
-        min_size: int = 1,
-        max_size: int = 20,
-        connect_timeout: float = 10.0,
-    ) -> None:
-        self.db = Database(
-            dsn,
-            schema=schema,
-            min_size=min_size,
-            max_size=max_size,
-            connect_timeout=connect_timeout,
-        )
+    def __init__(self, dsn: str, **options: Any) -> None:
+        """``options`` are those of :class:`Database` (``schema``, ``min_size``,
+        ``max_size``, ``connect_timeout``, ``timeouts``)."""
+        self.db = Database(dsn, **options)
         family = Family(self.db)
         self.runs = RunStore(self.db, family)
         self.leases = LeaseStore(self.db, family)

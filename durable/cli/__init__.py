@@ -12,9 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .. import (
+    AmbiguousRunId,
     ConfigError,
     DatabaseUnavailable,
     DurableError,
+    InvalidArgument,
     RunCancelled,
     RunFailed,
     RunNotActive,
@@ -30,8 +32,10 @@ __all__ = ["main"]
 
 # Errors that mean "the request was wrong": exit status 2.
 _USAGE_ERRORS = (
+    AmbiguousRunId,
     ConfigError,
     DatabaseUnavailable,
+    InvalidArgument,
     RunNotActive,
     RunNotFound,
     RunStateError,
@@ -51,7 +55,11 @@ def _hint(exc: DurableError) -> str:
     """The exception's message, plus what to do where the message does not say it."""
     text = str(exc)
     if isinstance(exc, RunNotFound):
+        if len(exc.run_id) < 4:
+            text += " (a prefix of a run id needs at least 4 characters)"
         text += "; list runs with `durable runs`"
+    elif isinstance(exc, AmbiguousRunId):
+        text += "; give more characters of the run id"
     elif isinstance(exc, RunNotActive):
         text += "; it has ended (see `durable show`); `durable rerun` starts it again"
     return text

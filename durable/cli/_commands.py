@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -15,19 +18,21 @@ import pydantic_core
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import PruneResult, embedded
+from .. import App, PruneResult, RunHandle, RunInfo, RunStatus, embedded
 from ._common import (
     CliError,
     bare_app,
+    check_embedded,
     err_console,
     load_app,
+    note_database,
     one_line,
     out_console,
     parse_duration,
     parse_json,
     print_json,
 )
-from ._render import format_time, print_run, runs_table
+from ._render import format_time, print_run, runs_table, stats_tables
 
 __all__ = [
     "cmd_db",
@@ -41,6 +46,7 @@ __all__ = [
     "cmd_show",
     "cmd_signal",
     "cmd_start",
+    "cmd_stats",
     "cmd_worker",
 ]
 
@@ -50,8 +56,9 @@ def _jsonable(value: Any) -> Any:
     return pydantic_core.to_jsonable_python(value, fallback=repr)
 
 
-def _note(message: str) -> None:
-    err_console().print(Text(message, style="dim"))
+def _note(message: str, *, dim: bool = True) -> None:
+    """One line on stderr: progress and notes (dim), or what did or did not happen."""
+    err_console().print(Text(message, style="dim" if dim else ""))
 
 
 # -- running ------------------------------------------------------------------------------
@@ -110,17 +117,58 @@ def cmd_start(args: argparse.Namespace) -> int:
             )
         except TypeError as exc:
             raise CliError(f"{one_line(str(exc))}, one ARG_JSON each") from None
+        # The run id first: without --wait it is the output; with --wait a human sees it
+        # before the wait (a script reads only the result from stdout, the id on stderr).
+        if not args.wait or sys.stdout.isatty():
+            print(handle.run_id, flush=True)
+        if not handle.created:
+            _note(_existing_run(app.get_run(handle.run_id), args), dim=False)
         if not args.wait:
-            print(handle.run_id)
             return 0
-        if sys.stderr.isatty():  # chatter for a human; a script sees only the result
-            _note(f"run {handle.run_id} started; waiting for its result (a worker must run)")
-        try:
-            result = handle.result(timeout=args.timeout)
-        except TimeoutError as exc:
-            raise CliError(one_line(str(exc)), code=1) from None
+        result = _wait_for_result(handle, args)
         print_json(_jsonable(result))
     return 0
+
+
+_QUIET_WAIT = 1.0  # seconds a --wait stays silent: a run that ends by then needs no note
+
+
+def _wait_for_result(handle: RunHandle, args: argparse.Namespace) -> Any:
+    """The run's result; once the run has taken a moment, a note on stderr says what is
+    awaited and that a worker must run. ``--timeout`` ends the wait with exit status 1."""
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    try:
+        return handle.result(timeout=min(_QUIET_WAIT, args.timeout or _QUIET_WAIT))
+    except TimeoutError:
+        pass
+    limit = f" (at most {args.timeout:g}s)" if args.timeout is not None else ""
+    _note(
+        f"waiting for run {handle.run_id} to end{limit}; a worker must be running "
+        f"(`durable worker {args.app}`); Ctrl-C stops the waiting, not the run"
+    )
+    left = None if deadline is None else deadline - time.monotonic()
+    try:
+        if left is not None and left <= 0:
+            raise TimeoutError
+        return handle.result(timeout=left)
+    except TimeoutError:
+        raise CliError(
+            f"run {handle.run_id} did not finish within {args.timeout:g}s "
+            f"(status {handle.status()}); is a worker running?",
+            code=1,
+        ) from None
+
+
+def _existing_run(run: RunInfo, args: argparse.Namespace) -> str:
+    """What ``durable start`` found instead of starting a run."""
+    if args.run_id is not None and run.run_id == args.run_id:
+        why = f"a run with id {run.run_id!r} exists"
+    else:
+        why = f"run {run.run_id} has idempotency key {args.idempotency_key!r}"
+    return (
+        f"existing run: {why} (workflow {run.workflow}, status {run.status}); "
+        "nothing new was started"
+    )
 
 
 # -- inspecting ---------------------------------------------------------------------------
@@ -128,7 +176,8 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """``durable runs``: a table of runs, newest first."""
-    with bare_app(args) as app:
+    with bare_app(args, read_only=True) as app:
+        schema = app.schema
         page = app.list_runs(
             workflow=args.workflow,
             status=args.status,
@@ -142,22 +191,43 @@ def cmd_runs(args: argparse.Namespace) -> int:
     console = out_console()
     if not page.runs:
         console.print(f"no runs (of {page.total} matching)" if page.total else "no runs")
-        return 0
-    console.print(runs_table(page))
+    else:
+        console.print(runs_table(page, width=console.width))
+    note_database(args, schema)
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """``durable show RUN_ID``: the run and its history timeline."""
-    with bare_app(args) as app:
-        run = app.get_run(args.run_id)
-        history = app.history(args.run_id)
+    with bare_app(args, read_only=True) as app:
+        run_id = app.resolve_run_id(args.run_id)
+        run = app.get_run(run_id)
+        history = app.history(run_id)
+        schema = app.schema
     if args.json:
         data = run.model_dump(mode="json", fallback=repr)
         data["history"] = [e.model_dump(mode="json") for e in history]
         print_json(data)
         return 0
     print_run(out_console(), run, history)
+    note_database(args, schema)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``durable stats``: how many runs there are, by status and by workflow."""
+    with bare_app(args, read_only=True) as app:
+        stats = app.stats()
+        schema = app.schema
+    if args.json:
+        print_json(stats)
+        return 0
+    console = out_console()
+    if not stats.get("total"):
+        console.print("no runs")
+    else:
+        console.print(stats_tables(stats))
+    note_database(args, schema)
     return 0
 
 
@@ -167,9 +237,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_signal(args: argparse.Namespace) -> int:
     """``durable signal RUN_ID NAME [PAYLOAD_JSON]``."""
     payload = None if args.payload is None else parse_json(args.payload, "PAYLOAD_JSON")
-    with bare_app(args) as app:
-        app.signal(args.run_id, args.name, payload)
-    print(f"signal {args.name!r} sent to run {args.run_id}")
+    with _run_app(args) as (app, run_id):
+        app.signal(run_id, args.name, payload)
+    print(f"signal {args.name!r} sent to run {run_id}")
     return 0
 
 
@@ -195,38 +265,65 @@ _OPERATIONS = {
 
 def cmd_operate(args: argparse.Namespace) -> int:
     """``durable pause|resume|cancel|retry RUN_ID``."""
-    with bare_app(args) as app:
+    with _run_app(args) as (app, run_id):
+        # The status before the operation says what it did (a race changes only the words).
+        before = app.get_run(run_id)
         if args.command == "pause":
-            app.pause(args.run_id)
+            app.pause(run_id)
         elif args.command == "resume":
-            app.resume(args.run_id)
+            app.resume(run_id)
         elif args.command == "cancel":
-            app.cancel(args.run_id, args.reason)
+            app.cancel(run_id, args.reason)
         else:
-            app.retry(args.run_id)
-    print(f"run {args.run_id}: {_OPERATIONS[args.command]}")
+            app.retry(run_id)
+    print(_operated(args.command, before))
     return 0
+
+
+def _operated(command: str, before: RunInfo) -> str:
+    """What ``durable pause|resume|cancel|retry`` did to a run that had ``before``."""
+    run, status = before.run_id, before.status
+    if command == "pause" and status == RunStatus.PAUSED:
+        return f"run {run} is already paused; nothing to do"
+    if command == "resume" and status != RunStatus.PAUSED:
+        return f"run {run} is not paused (status {status}); nothing to resume"
+    if command == "cancel" and before.started_at is None:
+        return f"run {run} had not started ({status}): it is cancelled now, nothing ran"
+    if command == "cancel" and status == RunStatus.BLOCKED:
+        return f"run {run} was blocked: it is cancelled now (no compensation could run)"
+    return f"run {run}: {_OPERATIONS[command]}"
 
 
 def cmd_rerun(args: argparse.Namespace) -> int:
     """``durable rerun RUN_ID``: a new run with the same workflow and arguments."""
-    context = load_app(args.app, args) if args.app else bare_app(args)
-    with context as app:
-        handle = app.rerun(args.run_id)
+    with _run_app(args) as (app, run_id):
+        handle = app.rerun(run_id)
     print(handle.run_id)
     return 0
 
 
 def cmd_fork(args: argparse.Namespace) -> int:
     """``durable fork RUN_ID --at SEQ``: a new run whose log starts as a copy up to SEQ."""
-    context = load_app(args.app, args) if args.app else bare_app(args)
-    with context as app:
+    with _run_app(args) as (app, run_id):
         try:
-            handle = app.fork(args.run_id, args.at)
+            handle = app.fork(run_id, args.at)
         except ValueError as exc:
             raise CliError(f"--at {args.at}: {one_line(str(exc))}") from None
     print(handle.run_id)
     return 0
+
+
+@contextlib.contextmanager
+def _run_app(args: argparse.Namespace) -> Iterator[tuple[App, str]]:
+    """The App of a command that names a run (``--app`` if it takes one) and the run's
+    full id, resolved from the RUN_ID (or unique prefix) given."""
+    if getattr(args, "app", None):
+        context = load_app(args.app, args)
+    else:
+        check_embedded(args, read_only=False)  # a new server holds no run to find
+        context = bare_app(args)
+    with context as app:
+        yield app, app.resolve_run_id(args.run_id)
 
 
 # -- maintenance --------------------------------------------------------------------------
@@ -236,6 +333,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     """``durable prune --older-than 7d``: delete runs that ended before the cutoff."""
     age = parse_duration(args.older_than)
     cutoff = datetime.now(UTC) - age
+    check_embedded(args, read_only=False)  # a new server holds no run to prune
     with bare_app(args) as app:
         _ = app.dsn  # connect first, so the progress display shows only pruning
         progress = Progress(
@@ -298,8 +396,17 @@ def cmd_db(args: argparse.Namespace) -> int:
     if action == "url":
         print(embedded.embedded_url(home))
     elif action == "start":
-        if not embedded.embedded_status(home)["running"]:
-            _note("starting the embedded server (the first start initialises it)...")
+        status = embedded.embedded_status(home)
+        if status["running"]:
+            print(embedded.embedded_start(home))
+            _note(
+                f"the embedded server in {status['home']} was already running "
+                f"(pid {status['pid']}); nothing to start",
+                dim=False,
+            )
+            return 0
+        first = "" if status["initialized"] else " (this first start initialises it)"
+        _note(f"starting the embedded server in {status['home']}{first}...")
         print(embedded.embedded_start(home))
     elif action == "stop":
         stopped = embedded.embedded_stop(home)

@@ -16,16 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
-from .. import App, ConfigError, RunStatus
+from .. import App, ConfigError, RunStatus, embedded
 from ..store import validate_dsn
 
 __all__ = [
     "STATUSES",
     "CliError",
     "bare_app",
+    "check_embedded",
+    "database_label",
     "err_console",
     "load_app",
+    "mask_dsn",
+    "note_database",
     "one_line",
     "out_console",
     "parse_duration",
@@ -39,6 +44,8 @@ STATUSES = tuple(str(s) for s in RunStatus)
 _JSON_HINT = "quote strings like '\"text\"'"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_AGE_DAYS = 36500
+"""The largest ``--older-than`` accepted, in days (100 years)."""
 
 
 class CliError(Exception):
@@ -99,7 +106,12 @@ def parse_duration(text: str) -> timedelta:
             f"like 7d or 12h; got {text!r}"
         )
     amount, unit = float(match.group(1)), match.group(2)
-    return timedelta(seconds=amount * _UNIT_SECONDS[unit])
+    seconds = amount * _UNIT_SECONDS[unit]
+    if seconds > MAX_AGE_DAYS * 86400:
+        raise CliError(
+            f"--older-than must be at most {MAX_AGE_DAYS}d (100 years); got {text.strip()!r}"
+        )
+    return timedelta(seconds=seconds)
 
 
 # -- the App ------------------------------------------------------------------------------
@@ -117,9 +129,72 @@ def _dsn_and_schema(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return args.dsn or None, args.schema or None
 
 
+def _configured_dsn(args: argparse.Namespace) -> str | None:
+    return getattr(args, "dsn", None) or os.environ.get("DURABLE_DSN") or None
+
+
+def check_embedded(args: argparse.Namespace, *, read_only: bool) -> None:
+    """With no DSN configured, refuse to create the embedded server of $DURABLE_HOME (a
+    command naming a run cannot find it in a new server) and, for a ``read_only``
+    command, to start it: say which server that is and how to point at another."""
+    if _configured_dsn(args):
+        return
+    status = embedded.embedded_status()
+    if status["running"] or (status["initialized"] and not read_only):
+        return
+    home = status["home"]
+    if status["initialized"]:
+        raise CliError(
+            f"no DSN is configured and the embedded server in {home} is not running: "
+            "start it with `durable db start`, or point at your database with --dsn or "
+            "DURABLE_DSN (or at another server's home with DURABLE_HOME)"
+        )
+    create = (
+        "`durable db start` creates one there"
+        if status["version"]
+        else "to create one, install it: pip install 'pgdurable[embedded]'"
+    )
+    raise CliError(
+        f"no DSN is configured and there is no embedded server in {home}: point at your "
+        "database with --dsn or DURABLE_DSN, or at its home with DURABLE_HOME (or run "
+        f"durable from the directory that holds .durable); {create}"
+    )
+
+
+def database_label(args: argparse.Namespace, schema: str) -> str:
+    """The database a command looks at, for humans: ``embedded server in /x/.durable``
+    or the DSN with its password masked, and the schema unless it is the default."""
+    dsn = _configured_dsn(args)
+    text = mask_dsn(dsn) if dsn else f"embedded server in {embedded.durable_home()}"
+    return text if schema == "durable" else f"{text}, schema {schema}"
+
+
+_URL_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:)[^/?#]*@")
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def mask_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (URL or key=value form)."""
+    if "://" in dsn:
+        masked = _URL_PASSWORD.sub(r"\g<head>***@", dsn)
+        return _QUERY_PASSWORD.sub(r"\g<head>***", masked)
+    return _KV_PASSWORD.sub(r"\g<head>***", dsn)
+
+
+def note_database(args: argparse.Namespace, schema: str) -> None:
+    """A dim line on stderr naming the database looked at, for a human: when stdout and
+    stderr are terminals (not under ``| less``, in a script or a log)."""
+    if sys.stderr.isatty() and sys.stdout.isatty():
+        err_console().print(Text(f"database: {database_label(args, schema)}", style="dim"))
+
+
 @contextlib.contextmanager
-def bare_app(args: argparse.Namespace) -> Iterator[App]:
-    """An App with no workflows registered, for commands that only talk to the database."""
+def bare_app(args: argparse.Namespace, *, read_only: bool = False) -> Iterator[App]:
+    """An App with no workflows registered, for commands that only talk to the database.
+    A ``read_only`` one never creates or starts the embedded server."""
+    if read_only:
+        check_embedded(args, read_only=True)
     dsn, schema = _dsn_and_schema(args)
     app = App(dsn, schema=schema or os.environ.get("DURABLE_SCHEMA") or "durable")
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 from ._commands import (
@@ -18,6 +20,7 @@ from ._commands import (
     cmd_show,
     cmd_signal,
     cmd_start,
+    cmd_stats,
     cmd_worker,
 )
 from ._common import STATUSES
@@ -27,17 +30,21 @@ __all__ = ["build_parser"]
 DESCRIPTION = """\
 pgdurable: durable execution for Python generator workflows, on PostgreSQL.
 
-Database: --dsn, else $DURABLE_DSN, else the embedded PostgreSQL server whose data
-lives in $DURABLE_HOME (default ./.durable), started on first use.
+Database: --dsn, else $DURABLE_DSN, else the embedded PostgreSQL server whose
+data lives in $DURABLE_HOME (default ./.durable), started on first use; the
+commands that only read (runs, show, stats) never create or start it.
+RUN_ID is a run id or a unique prefix of one (at least 4 characters).
 APP is module:attribute naming a durable.App (e.g. shop:app), imported with the
 current directory on the module path."""
 
 EPILOG = """\
 exit status: 0 success, 1 a failed check or a run that failed (start --wait,
-replay with a mismatch), 2 bad usage (bad argument, unknown run or workflow,
-module that does not import, database not reachable).
+replay with a mismatch), 2 bad usage (bad argument, unknown or ambiguous run,
+unknown workflow, module that does not import, database not reachable).
 
 Run 'durable COMMAND --help' for the options of a command."""
+
+RUN_ID_HELP = "a run id, or a unique prefix of one (at least 4 characters)"
 
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
@@ -50,34 +57,65 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
-    return value
+# Upper bounds of the numeric options: far above any sensible value, and low enough that
+# no value reaches PostgreSQL's integer types or Python's clock and thread limits.
+MAX_LIMIT = 10_000  # runs --limit: one page of runs
+MAX_OFFSET = 2**31 - 1  # runs --offset
+MAX_SEQ = 2**31 - 1  # fork --at (seq is an integer column)
+MAX_BATCH = 100_000  # prune --batch: runs deleted per transaction
+MAX_REPLAY = 10_000_000  # replay --limit
+MAX_CONCURRENCY = 1024  # worker --concurrency: threads
+MAX_LEASE_SECONDS = 86_400.0  # worker --lease-seconds: a day
+MAX_POLL_SECONDS = 3_600.0  # worker --poll-interval: an hour
+MAX_TIMEOUT_SECONDS = 31_536_000.0  # start --timeout: 365 days
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {value}")
-    return value
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected a number of at least {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"expected a number of at most {high}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
+def _seconds_up_to(high: float) -> Callable[[str], float]:
+    """An argparse type: a finite, positive number of seconds, at most ``high``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number of seconds, got {text!r}"
+            ) from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected a finite, positive number of seconds, got {text}"
+            )
+        if value > high:
+            raise argparse.ArgumentTypeError(
+                f"expected at most {high:.0f} seconds ({_in_words(high)}), got {text}"
+            )
+        return value
+
+    return parse
+
+
+def _in_words(seconds: float) -> str:
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} seconds"
 
 
 def _add_database_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
@@ -139,24 +177,26 @@ def _running_commands(command: _Factory) -> None:
     p.add_argument("app", metavar="APP", help="module:attribute naming a durable.App")
     p.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=_int_between(1, MAX_CONCURRENCY),
         default=16,
         metavar="N",
-        help="steps executed at once (default: 16)",
+        help=f"steps executed at once, 1 to {MAX_CONCURRENCY} (default: 16)",
     )
     p.add_argument(
         "--lease-seconds",
-        type=_positive_float,
+        type=_seconds_up_to(MAX_LEASE_SECONDS),
         default=None,
         metavar="S",
-        help="how long a claim lasts without a heartbeat (default: 30)",
+        help=f"how long a claim lasts without a heartbeat, at most {MAX_LEASE_SECONDS:g} "
+        "(default: 30)",
     )
     p.add_argument(
         "--poll-interval",
-        type=_positive_float,
+        type=_seconds_up_to(MAX_POLL_SECONDS),
         default=None,
         metavar="S",
-        help="safety-net poll for due work; notifications usually wake it sooner (default: 1)",
+        help=f"safety-net poll for due work, at most {MAX_POLL_SECONDS:g}; notifications "
+        "usually wake it sooner (default: 1)",
     )
     p.add_argument(
         "--log-level",
@@ -170,11 +210,14 @@ def _running_commands(command: _Factory) -> None:
         "start",
         "start a run of a workflow and print its run id",
         "Start a run and print its run id. Each ARG_JSON is one positional argument of\n"
-        "the workflow, written as JSON: 42, '\"text\"', '{\"id\": 7}'.\n\n"
-        "This command runs nothing itself: a worker (`durable worker APP`) must be running\n"
-        "somewhere for the run to make progress. With --wait it blocks until the run ends\n"
-        "and prints the result as JSON (exit status 1 if the run fails, is cancelled or\n"
-        "times out).",
+        "the workflow, written as JSON: 42, '\"text\"', '{\"id\": 7}'. If a run with\n"
+        "the --run-id or --idempotency-key exists, nothing is started: its id is printed\n"
+        'and stderr says "existing run".\n\n'
+        "This command runs nothing itself: a worker (`durable worker APP`) must be\n"
+        "running somewhere for the run to make progress. With --wait it blocks until\n"
+        "the run ends and prints the result as JSON (exit status 1 if the run fails, is\n"
+        "cancelled or times out, or --timeout passes); the run id goes to stderr, and\n"
+        "to stdout first when stdout is a terminal.",
     )
     p.add_argument("app", metavar="APP", help="module:attribute naming a durable.App")
     p.add_argument("workflow", metavar="WORKFLOW", help="the workflow's registered name")
@@ -192,7 +235,7 @@ def _running_commands(command: _Factory) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=_seconds_up_to(MAX_TIMEOUT_SECONDS),
         default=None,
         metavar="S",
         help="with --wait: give up after S seconds (exit status 1)",
@@ -201,7 +244,13 @@ def _running_commands(command: _Factory) -> None:
 
 
 def _inspecting_commands(command: _Factory) -> None:
-    p = command("runs", "list runs, newest first")
+    p = command(
+        "runs",
+        "list runs, newest first",
+        "List runs, newest first, in a table fitted to the terminal. When the full run\n"
+        "ids do not fit they are shortened to unique prefixes, which every command\n"
+        "accepts as RUN_ID; --json has them in full.",
+    )
     p.add_argument("--workflow", metavar="W", help="only runs of this workflow")
     p.add_argument(
         "--status",
@@ -211,11 +260,15 @@ def _inspecting_commands(command: _Factory) -> None:
     )
     p.add_argument("--search", metavar="TEXT", help="search run ids, idempotency keys, workflows")
     p.add_argument(
-        "--limit", type=_positive_int, default=50, metavar="N", help="at most N runs (default: 50)"
+        "--limit",
+        type=_int_between(1, MAX_LIMIT),
+        default=50,
+        metavar="N",
+        help=f"at most N runs, up to {MAX_LIMIT} (default: 50)",
     )
     p.add_argument(
         "--offset",
-        type=_non_negative_int,
+        type=_int_between(0, MAX_OFFSET),
         default=0,
         metavar="N",
         help="skip the first N runs (default: 0)",
@@ -229,16 +282,29 @@ def _inspecting_commands(command: _Factory) -> None:
 
     p = command(
         "show",
-        "show a run: status, arguments, result or error, history timeline",
-        "Show a run: status, workflow, arguments, result or error, custom status, times,\n"
+        "show a run: status, what it waits for, history timeline",
+        "Show a run: status, what it waits for (a signal, an event, a timer, a child run,\n"
+        "a step's retry), workflow, arguments, result or error, custom status, times,\n"
         "parent and source runs, then its history: one line per event with its seq, the\n"
         "time since the first event, its type and a summary of its data.",
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     p.add_argument(
         "--json", action="store_true", help='print the run as JSON, with its events under "history"'
     )
     p.set_defaults(handler=cmd_show)
+
+    p = command(
+        "stats",
+        "count runs by status and by workflow",
+        "Count the runs: by status, and by workflow and status.",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"total", "by_status", "by_workflow": {W: {S: N}}} as JSON',
+    )
+    p.set_defaults(handler=cmd_stats)
 
 
 def _operating_commands(command: _Factory) -> None:
@@ -248,7 +314,7 @@ def _operating_commands(command: _Factory) -> None:
         "Send a durable signal: FIFO per name, buffered until the run waits for it with\n"
         "ctx.wait_signal(NAME), delivered exactly once. PAYLOAD_JSON defaults to null.",
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     p.add_argument("name", metavar="NAME")
     p.add_argument("payload", metavar="PAYLOAD_JSON", nargs="?", help="the payload, as JSON")
     p.set_defaults(handler=cmd_signal)
@@ -266,11 +332,11 @@ def _operating_commands(command: _Factory) -> None:
     for name, summary in (
         ("pause", "pause a run at its next yield"),
         ("resume", "resume a paused run"),
-        ("cancel", "cancel a run (durable.Cancelled is raised at its current yield)"),
+        ("cancel", "cancel a run: durable.Cancelled is raised at its yield"),
         ("retry", "continue a failed or blocked run from where it stopped"),
     ):
         p = command(name, summary)
-        p.add_argument("run_id", metavar="RUN_ID")
+        p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
         if name == "cancel":
             p.add_argument("--reason", metavar="TEXT", help="why (recorded in the log)")
         p.set_defaults(handler=cmd_operate)
@@ -282,20 +348,24 @@ def _operating_commands(command: _Factory) -> None:
         "Start a new run of the same workflow with the same arguments; its source run is\n"
         "RUN_ID. Prints the new run id.",
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     p.add_argument("--app", metavar="APP", help=app_help)
     p.set_defaults(handler=cmd_rerun)
 
     p = command(
         "fork",
-        "start a new run whose log is a copy of a run's log up to a seq",
+        "start a new run from a copy of a run's log up to a seq",
         "Start a new run whose log starts as a copy of RUN_ID's log up to event SEQ (see\n"
         "`durable show RUN_ID`), so the steps recorded there are not executed again.\n"
         "Prints the new run id.",
     )
-    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     p.add_argument(
-        "--at", type=_positive_int, required=True, metavar="SEQ", help="the last event to copy"
+        "--at",
+        type=_int_between(1, MAX_SEQ),
+        required=True,
+        metavar="SEQ",
+        help="the last event to copy",
     )
     p.add_argument("--app", metavar="APP", help=app_help)
     p.set_defaults(handler=cmd_fork)
@@ -316,17 +386,17 @@ def _maintenance_commands(command: _Factory) -> None:
     )
     p.add_argument(
         "--batch",
-        type=_positive_int,
+        type=_int_between(1, MAX_BATCH),
         default=500,
         metavar="N",
-        help="runs deleted per transaction (default: 500)",
+        help=f"runs deleted per transaction, up to {MAX_BATCH} (default: 500)",
     )
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_prune)
 
     p = command(
         "replay",
-        "replay stored logs against today's code; exit 1 on any mismatch",
+        "replay stored logs against today's code; exit 1 on mismatch",
         "Replay the logs of stored runs (newest first) against the workflow code of APP\n"
         "as it is now, without executing steps or writing anything. Prints one line per\n"
         "run whose log the code no longer reproduces (a worker would block it) and a\n"
@@ -337,7 +407,7 @@ def _maintenance_commands(command: _Factory) -> None:
     p.add_argument("--workflow", metavar="W", help="only runs of this workflow")
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=_int_between(1, MAX_REPLAY),
         default=1000,
         metavar="N",
         help="check at most the N newest runs (default: 1000)",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
@@ -19,7 +21,10 @@ __all__ = [
     "print_run",
     "runs_table",
     "short",
+    "short_ids",
+    "stats_tables",
     "summarize",
+    "waiting_for",
 ]
 
 STATUS_STYLES: dict[str, str] = {
@@ -93,17 +98,59 @@ def _pos(data: dict[str, Any]) -> str:
     return f"#{data['pos']} " if data.get("pos") is not None else ""
 
 
+def _value(value: Any, width: int = 60) -> str:
+    """A stored value for humans: a string as it is, anything else as compact JSON."""
+    if isinstance(value, str):
+        return value if len(value) <= width else value[: width - 1] + "…"
+    return short(value, width)
+
+
+def _when(iso: Any) -> str:
+    """An ISO timestamp from the log, in local time; the raw text if it does not parse."""
+    try:
+        return format_time(datetime.fromisoformat(str(iso)))
+    except ValueError:
+        return str(iso)
+
+
+def _in(iso: Any, since: datetime) -> str:
+    """`` (in 2d00h)``: how long after ``since`` an ISO timestamp falls (empty if not)."""
+    try:
+        delta = (datetime.fromisoformat(str(iso)) - since).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return f" (in {format_duration(delta)})" if delta > 0 else ""
+
+
+def _overdue(iso: Any) -> str:
+    """`` (overdue: is a worker running?)`` for a time more than a few seconds past."""
+    try:
+        past = (datetime.now(UTC) - datetime.fromisoformat(str(iso))).total_seconds()
+    except (TypeError, ValueError):
+        return ""
+    return " (overdue: is a worker running?)" if past > 5 else ""
+
+
+def _waited(data: dict[str, Any]) -> str:
+    """``signal 'approve'`` / ``event 'go'``: what a wait waits for, from ``kind, name``."""
+    kind = data.get("kind") or "signal or event"
+    return f"{kind} {data.get('name')!r}"
+
+
 def summarize(event: Event) -> str:
-    """A short description of an event's data, by type."""
+    """A short description of an event's data, by type (every type has one)."""
     d, t = event.data, event.type
+    if not isinstance(d, dict):  # a hand-edited log
+        return short(d, 80)
     if t == EventType.RUN_STARTED:
         args = ", ".join(short(a, 30) for a in d.get("args", []))
-        return f"{d.get('workflow', '?')}({args})"
+        again = " (continued as new)" if d.get("continued") else ""
+        return f"{d.get('workflow', '?')}({args}){again}"
     if t == EventType.STEP_COMPLETED:
         return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt', 1)} → {short(d.get('result'))}"
     if t == EventType.STEP_ATTEMPT_FAILED:
         retry = d.get("retry_at")
-        when = f"; retry at {format_time(datetime.fromisoformat(retry))}" if retry else ""
+        when = f"; retry at {_when(retry)}" if retry else ""
         return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt')}: {_error_text(d)}{when}"
     if t == EventType.STEP_FAILED:
         attempts = d.get("attempts")
@@ -112,16 +159,21 @@ def summarize(event: Event) -> str:
     if t == EventType.TIMER_STARTED:
         fire = d.get("fire_at")
         if not fire:
-            return _pos(d).strip()
-        fire_at = datetime.fromisoformat(fire)
-        delta = (fire_at - event.created_at).total_seconds()
-        return f"{_pos(d)}fires at {format_time(fire_at)} (in {format_duration(delta)})"
-    if t in (EventType.TIMER_FIRED, EventType.WAIT_TIMED_OUT):
-        return _pos(d).strip()
+            return f"{_pos(d)}timer started"
+        due = f"{_when(fire)}{_in(fire, event.created_at)}"
+        if d.get("name") is not None:  # the timeout of a wait
+            return f"{_pos(d)}waiting for {_waited(d)} until {due}"
+        return f"{_pos(d)}fires at {due}: a sleep or a wait's timeout"
+    if t == EventType.WAIT_STARTED:
+        return f"{_pos(d)}waiting for {_waited(d)} (no timeout)"
+    if t == EventType.TIMER_FIRED:
+        return f"{_pos(d)}timer fired"
+    if t == EventType.WAIT_TIMED_OUT:
+        return f"{_pos(d)}wait timed out (durable.WaitTimeout raised)"
     if t == EventType.SIGNAL_RECEIVED:
-        return f"{_pos(d)}{d.get('name')}: {short(d.get('payload'))}"
+        return f"{_pos(d)}signal {d.get('name')!r}: {short(d.get('payload'))}"
     if t == EventType.EVENT_RECEIVED:
-        return f"{_pos(d)}{d.get('key')}: {short(d.get('payload'))}"
+        return f"{_pos(d)}event {d.get('key')!r}: {short(d.get('payload'))}"
     if t == EventType.CHILD_STARTED:
         return f"{_pos(d)}{d.get('workflow')} run {d.get('child_run_id')}"
     if t == EventType.CHILD_COMPLETED:
@@ -129,53 +181,239 @@ def summarize(event: Event) -> str:
     if t == EventType.CHILD_FAILED:
         return f"{_pos(d)}run {d.get('child_run_id')} {d.get('status')}: {_error_text(d)}"
     if t == EventType.PATCH_MARKER:
-        return str(d.get("patch_id"))
+        return f"patch {d.get('patch_id')!r}"
     if t == EventType.STATUS_SET:
-        return short(d.get("value"))
-    if t in (EventType.CANCEL_REQUESTED, EventType.RUN_CANCELLED):
-        return str(d.get("reason") or "")
+        return f"custom status: {_value(d.get('value'))}"
+    if t == EventType.CANCEL_REQUESTED:
+        reason = d.get("reason")
+        return f"durable.Cancelled raised at the current yield; reason: {reason or '(none)'}"
+    if t == EventType.RUN_PAUSED:
+        return "paused: stops at its next yield until resumed"
+    if t == EventType.RUN_RESUMED:
+        return "resumed"
     if t == EventType.RUN_BLOCKED:
-        return str(d.get("message", ""))
+        return f"{d.get('message', '')}; fix the code, then `durable retry`"
     if t == EventType.RUN_RETRIED:
         voids = d.get("voids") or []
-        return f"voids {', '.join(str(v) for v in voids)}" if voids else ""
+        skipped = f"; events {', '.join(str(v) for v in voids)} no longer count" if voids else ""
+        return f"retried{skipped}"
     if t == EventType.RUN_COMPLETED:
-        return short(d.get("result"), 80)
+        return f"→ {short(d.get('result'), 80)}"
     if t == EventType.RUN_FAILED:
         return _error_text(d)
+    if t == EventType.RUN_CANCELLED:
+        return f"cancelled; reason: {d.get('reason') or '(none)'}"
+    if t == EventType.RUN_TIMED_OUT:
+        return "the workflow's timeout passed"
     if t == EventType.RUN_CONTINUED:
         return f"continued as new with ({', '.join(short(a, 30) for a in d.get('args', []))})"
     return short(d, 80) if d else ""
+
+
+def waiting_for(run: RunInfo, history: list[Event]) -> list[str]:
+    """What an unfinished run waits for, read from its log: a signal or event (with its
+    deadline), a timer, a child run, a step's retry; also a resume, a worker or a fix."""
+    if run.status in _ENDED:
+        return []
+    voided: set[int] = set()
+    for event in history:
+        if event.type == EventType.RUN_RETRIED and isinstance(event.data, dict):
+            voided.update(v for v in event.data.get("voids") or [] if isinstance(v, int))
+    waits: dict[Any, str] = {}
+    for event in history:
+        d, t = event.data, event.type
+        if event.seq in voided or not isinstance(d, dict):
+            continue
+        pos = d.get("pos")
+        if t == EventType.RUN_STARTED:
+            waits.clear()  # a new history (continue-as-new)
+        elif t == EventType.STEP_ATTEMPT_FAILED and d.get("retry_at"):
+            waits[pos] = (
+                f"step {d.get('name')!r} retry at {_when(d['retry_at'])}{_overdue(d['retry_at'])} "
+                f"(attempt {d.get('attempt')} failed: {_error_text(d)})"
+            )
+        elif t == EventType.TIMER_STARTED and d.get("fire_at"):
+            until = f"{_when(d['fire_at'])}{_overdue(d['fire_at'])}"
+            if d.get("name") is not None:
+                waits[pos] = f"{_waited(d)} (until {until})"
+            else:
+                waits[pos] = f"timer until {until} (a sleep or a wait's timeout)"
+        elif t == EventType.WAIT_STARTED:
+            waits[pos] = f"{_waited(d)} (no timeout)"
+        elif t == EventType.CHILD_STARTED:
+            waits[pos] = f"child run {d.get('child_run_id')} ({d.get('workflow')})"
+        elif t in _RESOLVING:
+            waits.pop(pos, None)
+    found = list(waits.values())
+    if run.status == RunStatus.PAUSED:
+        found.insert(0, "`durable resume` (the run is paused)")
+    elif run.status == RunStatus.BLOCKED:
+        found = ["a fix of the workflow code, then `durable retry` (the run is blocked)"]
+    elif run.status == RunStatus.PENDING and not found:
+        found = ["a worker to start it (`durable worker APP`)"]
+    return found
+
+
+_ENDED = frozenset(
+    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
+)
+_RESOLVING = frozenset(
+    {
+        EventType.STEP_COMPLETED,
+        EventType.STEP_FAILED,
+        EventType.TIMER_FIRED,
+        EventType.SIGNAL_RECEIVED,
+        EventType.EVENT_RECEIVED,
+        EventType.WAIT_TIMED_OUT,
+        EventType.CHILD_COMPLETED,
+        EventType.CHILD_FAILED,
+    }
+)
 
 
 def _status(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 
 
-def runs_table(page: RunPage) -> Table:
-    """The table of ``durable runs``."""
+def short_ids(run_ids: list[str], minimum: int = 8) -> dict[str, str]:
+    """Each id with its root (the part before the first ``:``; a child's id is its
+    parent's followed by ``:pos``) cut to the shortest prefix of at least ``minimum``
+    characters that no other root of ``run_ids`` starts with, as git abbreviates commits.
+    ``App.resolve_run_id`` resolves every such form."""
+    roots = sorted({run_id.partition(":")[0] for run_id in run_ids})
+    cut: dict[str, str] = {}
+    for i, root in enumerate(roots):
+        common = 0
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(roots):
+                common = max(common, _common_prefix(root, roots[j]))
+        # Ids people choose (order-2024-0042) stay whole; generated ones (uuid) are cut.
+        keep = len(root) if len(root) <= _KEEP_WHOLE else max(minimum, common + 1)
+        cut[root] = root[:keep]
+    out: dict[str, str] = {}
+    for run_id in run_ids:
+        root, colon, rest = run_id.partition(":")
+        out[run_id] = cut[root] + colon + rest
+    return out
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+_KEEP_WHOLE = 16  # run id roots this short are never cut
+_GAP = 2  # characters between two columns of the runs table
+_CUSTOM_MIN = 12  # the custom status column is dropped rather than made narrower
+_TIME = "%Y-%m-%d %H:%M:%S"
+_SHORT_TIME = "%Y-%m-%d %H:%M"
+
+
+class _Layout:
+    """The widths of the columns of the runs table, narrowed step by step to fit."""
+
+    def __init__(self, page: RunPage, customs: list[str], took: list[str]) -> None:
+        self.ids = {run.run_id: run.run_id for run in page.runs}
+        self.id = _widest("run id", self.ids.values())
+        self.workflow = _widest("workflow", (run.workflow for run in page.runs))
+        self.status = _widest("status", (run.status for run in page.runs))
+        self.time_format = _TIME
+        self.created = len("2000-01-01 00:00:00")
+        self.took = _widest("took", took)
+        self.custom_wanted = _widest("custom status", customs) if any(customs) else 0
+        self.custom = self.custom_wanted
+
+    def total(self, custom: int | None = None) -> int:
+        custom = self.custom if custom is None else custom
+        widths = [self.id, self.workflow, self.status, self.created, self.took, custom]
+        shown = [w for w in widths if w]
+        return sum(shown) + _GAP * (len(shown) - 1)
+
+    def fit(self, width: int, page: RunPage) -> None:
+        if self.total() <= width:
+            return
+        self.ids = short_ids(list(self.ids))
+        self.id = _widest("run id", self.ids.values())
+        steps = (self._short_times, self._no_took, self._narrow_workflow, self._cut_ids)
+        for step in (None, *steps):
+            if step is not None:
+                step(width)
+            spare = width - self.total(custom=0) - _GAP
+            self.custom = min(self.custom_wanted, spare) if spare >= _CUSTOM_MIN else 0
+            if self.total() <= width and (self.custom or not self.custom_wanted):
+                return
+
+    def _short_times(self, width: int) -> None:
+        self.time_format, self.created = _SHORT_TIME, len("2000-01-01 00:00")
+
+    def _no_took(self, width: int) -> None:
+        self.took = 0
+
+    def _narrow_workflow(self, width: int) -> None:
+        over = self.total(custom=0) + _GAP + _CUSTOM_MIN - width
+        self.workflow = max(len("workflow"), self.workflow - max(over, 0))
+
+    def _cut_ids(self, width: int) -> None:
+        over = self.total(custom=0) - width
+        self.id = max(len("run id"), self.id - max(over, 0))
+
+
+def _widest(header: str, values: Iterable[str]) -> int:
+    return max([len(header), *(len(v) for v in values)])
+
+
+def runs_table(page: RunPage, width: int = 200) -> Table:
+    """The table of ``durable runs``, fitted to ``width`` columns; the status is never cut.
+    When the full run ids do not fit they are shortened to unique prefixes (which every
+    command accepts); ``--json`` always has them in full."""
+    customs = [_custom(run.custom_status) for run in page.runs]
+    took = [_took(run) for run in page.runs]
+    layout = _Layout(page, customs, took)
+    layout.fit(width, page)
+    caption = f"{len(page.runs)} of {page.total} runs, newest first"
+    if any(shown != run_id for run_id, shown in layout.ids.items()):
+        caption += "; run ids shortened (in full with --json)"
     table = Table(
-        caption=f"{len(page.runs)} of {page.total} runs, newest first",
+        caption=caption,
         caption_justify="left",
         header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
     )
-    id_width = max((len(run.run_id) for run in page.runs), default=6)
-    table.add_column("run id", no_wrap=True, min_width=id_width)
-    table.add_column("workflow", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("custom status", overflow="fold")
-    table.add_column("created", no_wrap=True)
-    table.add_column("finished", no_wrap=True)
-    for run in page.runs:
-        table.add_row(
-            Text(run.run_id),
-            Text(run.workflow),
-            _status(run.status),
-            Text("" if run.custom_status is None else short(run.custom_status, 40)),
-            Text(format_time(run.created_at)),
-            Text(format_time(run.finished_at)),
-        )
+    table.add_column("run id", no_wrap=True, width=layout.id)
+    table.add_column("workflow", no_wrap=True, width=layout.workflow)
+    table.add_column("status", no_wrap=True, width=layout.status)
+    if layout.custom:
+        table.add_column("custom status", no_wrap=True, width=layout.custom)
+    table.add_column("created", no_wrap=True, width=layout.created)
+    if layout.took:
+        table.add_column("took", no_wrap=True, justify="right", width=layout.took)
+    for run, text, duration in zip(page.runs, customs, took, strict=True):
+        cells = [Text(layout.ids[run.run_id]), Text(run.workflow), _status(run.status)]
+        if layout.custom:
+            cells.append(Text(text))
+        created = run.created_at.astimezone().strftime(layout.time_format)
+        cells.append(Text(created))
+        if layout.took:
+            cells.append(Text(duration))
+        table.add_row(*cells)
     return table
+
+
+def _custom(value: Any) -> str:
+    return "" if value is None else _value(value, 60)
+
+
+def _took(run: RunInfo) -> str:
+    if run.finished_at is None:
+        return ""
+    return format_duration((run.finished_at - run.created_at).total_seconds())
 
 
 def print_run(console: Console, run: RunInfo, history: list[Event]) -> None:
@@ -186,13 +424,16 @@ def print_run(console: Console, run: RunInfo, history: list[Event]) -> None:
     grid.add_row("run", Text(run.run_id))
     grid.add_row("workflow", Text(run.workflow))
     grid.add_row("status", _status(run.status))
+    waits = waiting_for(run, history)
+    if waits:
+        grid.add_row("waiting for", Text("\n".join(waits)))
     grid.add_row("args", Text(short(run.args or [], 200)))
     if run.status == RunStatus.COMPLETED:
         grid.add_row("result", Text(short(run.result, 200)))
     if run.error:
         grid.add_row("error", Text(_error_text(run.error) or short(run.error), style="red"))
     if run.custom_status is not None:
-        grid.add_row("custom status", Text(short(run.custom_status, 200)))
+        grid.add_row("custom status", Text(_value(run.custom_status, 200)))
     grid.add_row("created", Text(format_time(run.created_at)))
     if run.started_at is not None:
         grid.add_row("started", Text(format_time(run.started_at)))
@@ -227,3 +468,42 @@ def print_run(console: Console, run: RunInfo, history: list[Event]) -> None:
             Text(summarize(event)),
         )
     console.print(timeline)
+
+
+def stats_tables(stats: dict[str, Any]) -> Group:
+    """The tables of ``durable stats``: runs by status, then by workflow."""
+    order = {str(status): i for i, status in enumerate(RunStatus)}
+    by_status: dict[str, int] = stats.get("by_status", {})
+    by_workflow: dict[str, dict[str, int]] = stats.get("by_workflow", {})
+    statuses = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+    )
+    statuses.add_column("status", no_wrap=True)
+    statuses.add_column("runs", justify="right", no_wrap=True)
+    for status in sorted(by_status, key=lambda s: order.get(s, len(order))):
+        statuses.add_row(_status(status), str(by_status[status]))
+    statuses.add_row(Text("total", style="bold"), Text(str(stats.get("total", 0)), style="bold"))
+    workflows = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+    )
+    workflows.add_column("workflow", overflow="fold")
+    workflows.add_column("runs", justify="right", no_wrap=True)
+    workflows.add_column("by status", overflow="fold")
+    for workflow in sorted(by_workflow):
+        counts = by_workflow[workflow]
+        parts = Text()
+        for status in sorted(counts, key=lambda s: order.get(s, len(order))):
+            if parts:
+                parts.append(", ")
+            parts.append(f"{counts[status]} ")
+            parts.append(status, style=STATUS_STYLES.get(status, ""))
+        workflows.add_row(Text(workflow), str(sum(counts.values())), parts)
+    return Group(statuses, Text(), workflows)

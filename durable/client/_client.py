@@ -2,26 +2,59 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .._clock import utcnow
-from .._errors import RunCancelled, RunTimedOut
+from .._errors import InvalidArgument, RunCancelled, RunTimedOut
 from .._models import Event, PruneResult, RunInfo, RunPage, seconds
 from .._registry import Registry
 from ..replay.errors import RunFailed
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
-from ..store import RunRow, Store
+from ..store import DatabaseUnavailable, RunRow, RunStateError, Store
 from ._create import RunCreator
 from ._handle import RunHandle
 from ._waiter import ResultWaiter
 
 __all__ = ["Client"]
 
-_SAFETY_POLL = 2.0  # seconds between status checks while waiting for a notification
+log = logging.getLogger("durable")
+
+T = TypeVar("T")
+
+_SAFETY_POLL = 2.0
+_STATUSES = tuple(
+    str(s) for s in RunStatus
+)  # seconds between status checks while waiting for a notification
+
+
+class _Outage:
+    """Retries a read while the database is unavailable, until the caller's deadline."""
+
+    def __init__(self, run_id: str, deadline: float | None, timeout: float | None) -> None:
+        self._run_id = run_id
+        self._deadline = deadline
+        self._timeout = timeout
+
+    def retry(self, read: Callable[[], T]) -> T:
+        delay = 0.1
+        while True:
+            try:
+                return read()
+            except DatabaseUnavailable as exc:
+                now = time.monotonic()
+                if self._deadline is not None and now + delay >= self._deadline:
+                    raise TimeoutError(
+                        f"run {self._run_id!r}: no result within {self._timeout:g}s; the "
+                        f"database was unavailable ({exc})"
+                    ) from exc
+                log.info("waiting for run %s: %s; retrying in %.1fs", self._run_id, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 class Client:
@@ -80,6 +113,12 @@ class Client:
         created = self._creator().start(
             wf, encoded, run_id=run_id, idempotency_key=idempotency_key, begin=begin, now=now
         )
+        if not created.created and created.workflow != wf.name:
+            raise RunStateError(
+                f"run {created.run_id!r} exists and is a run of workflow {created.workflow!r}, "
+                f"not {wf.name!r}; choose another run_id",
+                run_id=created.run_id,
+            )
         return RunHandle(self, created.run_id, created=created.created)
 
     def handle(self, run_id: str) -> RunHandle:
@@ -88,9 +127,28 @@ class Client:
 
     # -- talking to runs ---------------------------------------------------------------------
 
-    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+    def signal(
+        self,
+        run_id: str,
+        name: str,
+        payload: Any = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> None:
         """See :meth:`durable.App.signal`."""
-        self._store().runs.signal(run_id, name, self._codec.encode(payload))
+        encoded = self._codec.encode(payload)
+        try:
+            self._store().runs.signal(run_id, name, encoded, idempotency_key=idempotency_key)
+        except DatabaseUnavailable as exc:
+            hint = (
+                "send it again with the same idempotency_key: it is stored at most once"
+                if idempotency_key is not None
+                else "pass an idempotency_key to send it again safely"
+            )
+            raise DatabaseUnavailable(
+                f"{exc}; the signal {name!r} to run {run_id} may or may not have been stored: "
+                f"{hint}"
+            ) from exc
 
     def emit_event(self, key: str, payload: Any = None) -> bool:
         """See :meth:`durable.App.emit_event`."""
@@ -126,7 +184,7 @@ class Client:
         runs = self._store().runs
         source = runs.get_run(run_id)
         if at_seq < source.history_start or at_seq > source.last_seq:
-            raise ValueError(
+            raise InvalidArgument(
                 f"at_seq must be between {source.history_start} and {source.last_seq} "
                 f"for run {run_id!r}"
             )
@@ -171,13 +229,16 @@ class Client:
         return str(self._store().runs.status(run_id))
 
     def wait_result(self, run_id: str, timeout: float | None) -> Any:
-        """Block until the run ends; its result, or the error its end stands for."""
+        """Block until the run ends; its result, or the error its end stands for. A
+        database restart or a short outage does not interrupt the wait: it reconnects
+        and keeps waiting until ``timeout``."""
         deadline = None if timeout is None else time.monotonic() + timeout
         runs = self._store().runs
         waiter = self._result_waiter()
         event = waiter.register(run_id)
+        outage = _Outage(run_id, deadline, timeout)
         try:
-            status = runs.watch(run_id)  # after register: no end can slip between
+            status = outage.retry(lambda: runs.watch(run_id))  # after register: no end slips
             while status not in TERMINAL_STATUSES:
                 wait = _SAFETY_POLL  # the notification usually comes first
                 if deadline is not None:
@@ -190,10 +251,11 @@ class Client:
                     wait = min(wait, left)
                 event.wait(wait)
                 event.clear()
-                status = runs.status(run_id)
+                status = outage.retry(lambda: runs.status(run_id))
+            row = outage.retry(lambda: runs.get_run(run_id))
         finally:
             waiter.unregister(run_id, event)
-        return self._outcome(runs.get_run(run_id))
+        return self._outcome(row)
 
     def _result_waiter(self) -> ResultWaiter:
         store = self._store()
@@ -235,7 +297,11 @@ class Client:
     ) -> RunPage:
         """See :meth:`durable.App.list_runs`."""
         if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must not be negative")
+            raise InvalidArgument("limit and offset must not be negative")
+        if status is not None and status not in _STATUSES:
+            raise InvalidArgument(
+                f"unknown status {status!r}; the statuses are {', '.join(_STATUSES)}"
+            )
         rows, total = self._store().runs.list_runs(
             workflow=workflow, status=status, search=search, limit=limit, offset=offset
         )
@@ -280,3 +346,47 @@ class Client:
             source_run_id=row.source_run_id,
             idempotency_key=row.idempotency_key,
         )
+
+    def resolve_run_id(self, run_id_or_prefix: str) -> str:
+        """See :meth:`durable.App.resolve_run_id`."""
+        from .._errors import AmbiguousRunId
+        from ..store import RunNotFound
+
+        runs = self._store().runs
+        given = run_id_or_prefix
+
+        def exists(run_id: str) -> bool:
+            try:
+                runs.status(run_id)
+            except RunNotFound:
+                return False
+            return True
+
+        def by_prefix(prefix: str) -> str | list[str]:
+            """The one run ``prefix`` names, else the ids it matches (up to 1001)."""
+            if len(prefix) < 4:  # as git: shorter prefixes are too easy to mistype
+                return []
+            found = runs.find_run_ids(prefix, limit=1001)
+            if len(found) == 1:
+                return found[0]
+            # A run and its children (``<parent>:<pos>``): the prefix names the parent.
+            if 1 < len(found) < 1001 and all(f.startswith(found[0] + ":") for f in found[1:]):
+                return found[0]
+            return found
+
+        if exists(given):
+            return given
+        found = by_prefix(given)
+        if isinstance(found, str):
+            return found
+        if not found and ":" in given:  # a root cut short, then the rest: a child's id
+            head, _, tail = given.partition(":")
+            root = by_prefix(head)
+            if isinstance(root, list):
+                roots = {f.partition(":")[0] for f in root}
+                root = roots.pop() if len(roots) == 1 else ""
+            if root and exists(f"{root}:{tail}"):
+                return f"{root}:{tail}"
+        if not found:
+            raise RunNotFound(given)
+        raise AmbiguousRunId(given, found[:5], more=len(found) > 5)

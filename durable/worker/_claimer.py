@@ -4,6 +4,7 @@ sticky cache, else a fresh one) and hand it to the driver on a pool thread."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from .._registry import Registry
@@ -50,6 +51,10 @@ class Claimer:
         workflows = sorted(self._registry.workflows)
         failures = 0
         while not state.stopping.is_set():
+            pause = state.backoff_until - time.monotonic()
+            if pause > 0:  # writes are failing: claim nothing more for now
+                state.stopping.wait(pause)
+                continue
             state.wake.clear()
             with state.lock:
                 # Claim ahead, up to twice the concurrency, in batches: a claimed run waits
@@ -96,9 +101,9 @@ class Claimer:
         state = self._state
         with state.lock:
             pending, state.to_release = state.to_release, []
-        for i, (run_id, token) in enumerate(pending):
+        for i, (run_id, token, delay) in enumerate(pending):
             try:
-                self._leases.release(run_id, token)
+                self._leases.release(run_id, token, delay=delay)
             except DurableError:
                 with state.lock:
                     state.to_release.extend(pending[i:])
@@ -122,7 +127,7 @@ class Claimer:
         except DurableError as exc:
             log.warning("worker %s: cannot load events (%s)", self._state.worker_id, exc)
             for c in claims:
-                self._state.release_later(c.run_id, c.token)
+                self._state.release_later(c.run_id, c.token, self._state.write_failed(c.run_id))
             for engine in engines.values():
                 self._state.close_later(engine)
             return

@@ -5,11 +5,20 @@ ends, or has a step to execute. A run is driven by whichever pool thread has new
 
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import timedelta
 from typing import Any
 
 from .._clock import utcnow
-from ..replay import HistoryEvent, PendingStep, PendingTimer, PendingWait, TimedOut
+from ..replay import (
+    HistoryEvent,
+    PendingChild,
+    PendingStep,
+    PendingTimer,
+    PendingWait,
+    TimedOut,
+)
 from ..replay.vocabulary import RunStatus
 from ..store import NewEvent
 from ._endings import Endings
@@ -19,6 +28,8 @@ from ._state import Activation, Lost, WorkerState
 from ._steps import StepRunner
 
 __all__ = ["RunDriver"]
+
+log = logging.getLogger("durable.worker")
 
 
 class RunDriver:
@@ -43,10 +54,15 @@ class RunDriver:
         with act.lock:
             try:
                 if history:
-                    act.engine.feed(history, replaying=True)
+                    try:
+                        act.engine.feed(history, replaying=True)
+                    except Exception as exc:  # a log the engine cannot read
+                        self._endings.block_unreadable(act, history, exc)
+                        return
+                act.ready = True
                 step = self._advance(act, [])
-            except Lost:
-                self._recorder.drop(act)
+            except Exception as exc:
+                self._let_go(act, exc)
                 return
         if step is not None:
             self._execute(act, step)
@@ -58,10 +74,15 @@ class RunDriver:
             if act.done:
                 self._let_go_if_lost(act)
                 return
+            if not act.ready:
+                # A notification (the run's own start, a signal) reached a run claimed
+                # but not activated yet: the activation sees act.nudged and syncs. Driving
+                # the unfed engine here would release the run with nothing to wake it.
+                return
             try:
                 step = self._advance(act, [])
-            except Lost:
-                self._recorder.drop(act)
+            except Exception as exc:
+                self._let_go(act, exc)
                 return
         if step is not None:
             self._execute(act, step)
@@ -78,9 +99,23 @@ class RunDriver:
                 act.in_flight.discard(step.pos)
                 try:
                     step = self._advance(act, [event])
-                except Lost:
-                    self._recorder.drop(act)
+                except Exception as exc:
+                    self._let_go(act, exc)
                     return
+
+    def _let_go(self, act: Activation, exc: Exception) -> None:
+        """Stop driving a run after an error (called with ``act.lock`` held). ``Lost``:
+        the lease is gone or the write was handed back already. Anything else is a bug of
+        the worker: say so loudly and hand the run back for later, never hold it forever."""
+        if not isinstance(exc, Lost):
+            log.error(
+                "run %s: unexpected error while driving it; handing it back (this is a bug "
+                "in pgdurable: please report it)",
+                act.run_id,
+                exc_info=exc,
+            )
+            self._state.release_later(act.run_id, act.token, self._state.write_failed(act.run_id))
+        self._recorder.drop(act)
 
     def _let_go_if_lost(self, act: Activation) -> None:
         if act.lost and not act.in_flight:
@@ -141,6 +176,17 @@ class RunDriver:
             # Nothing to do now: give the run back until its next timer, retry or signal.
             status = RunStatus.PAUSED if act.paused else RunStatus.WAITING
             wake = None if act.paused else self._inbox.wake_at(act, pending)
+            if status == RunStatus.WAITING and wake is None and not _reachable(pending):
+                # Nothing could ever wake it: a bug of the worker. Say so, and look again.
+                log.error(
+                    "run %s: let go waiting with no timer, wait or child (pending %r, seq "
+                    "%d); this is a bug in pgdurable: please report it. Looking at it "
+                    "again in 1s.",
+                    act.run_id,
+                    pending,
+                    act.last_seq,
+                )
+                wake = now + timedelta(seconds=1)
             recorder.write(act, produced, "release", now, status=status, wake_at=wake)
             recorder.drop(act, keep_engine=True)
             return None
@@ -165,3 +211,9 @@ class RunDriver:
         timer = threading.Timer(delay, self._state.submit, (self.tick, act))
         timer.daemon = True
         timer.start()
+
+
+def _reachable(pending: list[Any]) -> bool:
+    """Whether a run let go without a wake time can still be woken: by a signal or an
+    event (its inbox nudges it) or by a child's end."""
+    return any(isinstance(p, PendingWait | PendingChild) for p in pending)

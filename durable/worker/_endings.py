@@ -4,6 +4,7 @@ one transaction of the store with its family effects (parent told, children canc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from datetime import datetime
@@ -27,15 +28,16 @@ from ..replay.errors import DurableError
 from ..replay.vocabulary import EventType, RunStatus
 from ..store import (
     Claim,
-    DatabaseUnavailable,
+    ConflictError,
     GroupAppender,
     LeaseStore,
     NewEvent,
     NotFinishedHere,
     RunEnd,
+    StoreError,
 )
 from ._recorder import Recorder
-from ._state import Activation, WorkerState
+from ._state import Activation, Lost, WorkerState
 from ._steps import error_type
 
 __all__ = ["Endings"]
@@ -127,12 +129,39 @@ class Endings:
             self._leases.end_run(end, now)
         except DurableError as exc:
             log.warning("run %s: cannot record its end (%s)", act.run_id, exc)
-            if isinstance(exc, DatabaseUnavailable):
-                self._state.release_later(act.run_id, act.token)
+            if isinstance(exc, StoreError) and not isinstance(exc, ConflictError):
+                # the lease is still ours: hand it back, later each time (a re-claim
+                # replays to the end and records it then; no step runs again)
+                delay = self._state.write_failed(act.run_id)
+                self._state.release_later(act.run_id, act.token, delay)
         else:
             act.last_seq = events[-1].seq
         self._recorder.drop(act)
         return False
+
+    def block_unreadable(
+        self, act: Activation, history: list[HistoryEvent], exc: Exception
+    ) -> None:
+        """The run's log cannot be replayed (an unknown event type, data that is not an
+        object, a missing field): block it, naming the event, and let it go. The rest of
+        the worker carries on; after a fix of the log or the code, ``retry`` continues it."""
+        seq = act.engine.last_seq
+        event = next((e for e in history if e.seq == seq), None)
+        what = f"event seq {seq} ({event.type})" if event is not None else f"event seq {seq}"
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        message = f"run {act.run_id}: its log cannot be replayed at {what}: {detail}"
+        log.error("%s", message)
+        now = utcnow()
+        with contextlib.suppress(Lost):  # then the lease is gone: whoever has it blocks it
+            self._recorder.write(
+                act,
+                [NewEvent(0, EventType.RUN_BLOCKED, {"message": message}, now)],
+                "release",
+                now,
+                status=RunStatus.BLOCKED,
+                error={"error_type": "durable.CorruptLogError", "message": message},
+            )
+        self._recorder.drop(act)
 
     def _end_of(self, outcome: Outcome) -> _End:
         if isinstance(outcome, Completed):

@@ -115,7 +115,9 @@ class Inbox:
                 out.append(NewEvent(0, EventType.TIMER_STARTED, data, now))
             elif isinstance(p, PendingWait) and p.timeout is not None and p.timeout_at is None:
                 fire = now + timedelta(seconds=p.timeout)
-                data = {"pos": p.pos, "fire_at": fire.isoformat()}
+                # kind and name say which wait this timeout is for (durable show, the
+                # dashboard); the engine matches the timer by position only
+                data = {"pos": p.pos, "fire_at": fire.isoformat(), "kind": p.kind, "name": p.name}
                 out.append(NewEvent(0, EventType.TIMER_STARTED, data, now))
             elif isinstance(p, PendingWait) and p.timeout is None and not p.started:
                 data = {"pos": p.pos, "kind": p.kind, "name": p.name}

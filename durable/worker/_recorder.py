@@ -5,19 +5,21 @@ kept). Also letting a run go (``drop``)."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
 from .._codec import Codec
+from .._errors import SerializationError
 from ..replay import HistoryEvent
 from ..replay.vocabulary import EventType, RunStatus
 from ..store import (
     ConflictError,
-    DatabaseUnavailable,
     GroupAppender,
     LeaseStore,
     Mode,
     NewEvent,
+    RunNotFound,
     StoreError,
 )
 from ._cache import EngineCache
@@ -78,7 +80,15 @@ class Recorder:
         out: list[NewEvent] = []
         for type_, data in act.engine.take_markers():
             if type_ == EventType.STATUS_SET:
-                value = self._codec.encode(data.get("value"))
+                try:
+                    value = self._codec.encode(data.get("value"))
+                except SerializationError as exc:
+                    log.error(
+                        "run %s: ctx.set_status(...) got a value it cannot store: %s",
+                        act.run_id,
+                        exc,
+                    )
+                    value = f"(not stored: {exc})"
                 act.custom_status = value
                 act.set_custom = True
                 data = {"value": value}
@@ -106,39 +116,70 @@ class Recorder:
         events = self.numbered(act, list(produced) + self.markers(act, now))
         if not events and mode == "hold":
             return
-        try:
-            if mode == "hold":
-                nudged = self._group.append(
-                    act.run_id, act.token, act.last_seq, events, act.custom_status, act.set_custom
-                )
-                wake_now = False
-            else:
-                result = self._leases.append(
-                    run_id=act.run_id,
-                    token=act.token,
-                    expected_seq=act.last_seq,
-                    events=events,
-                    mode=mode,
-                    status=status,
-                    lease_seconds=self._lease_seconds,
-                    wake_at=wake_at,
-                    custom_status=act.custom_status,
-                    set_custom=act.set_custom,
-                    error=error,
-                    set_error=error is not None or mode == "finish",
-                )
-                nudged, wake_now = result.nudged, result.wake_now
-        except (ConflictError, DatabaseUnavailable, StoreError) as exc:
-            log.warning("run %s: cannot record progress (%s); letting it go", act.run_id, exc)
-            if isinstance(exc, DatabaseUnavailable):
-                self._state.release_later(act.run_id, act.token)
-            raise Lost from exc
+        give_up = time.monotonic() + self._lease_seconds / 2
+        delay = 0.05
+        while True:
+            try:
+                nudged, wake_now = self._append(act, events, mode, status, wake_at, error)
+                break
+            except (ConflictError, RunNotFound) as exc:  # the lease or the log moved on
+                log.warning("run %s: cannot record progress (%s); letting it go", act.run_id, exc)
+                raise Lost from exc
+            except StoreError as exc:
+                # The database is away, out of connections, or refused the statement.
+                # Keep what the run produced (a step's result) and try again while the
+                # lease lasts: the step must not run again only because its result could
+                # not be written yet. Then let the run go, for longer each time.
+                if act.done or time.monotonic() + delay > give_up:
+                    backoff = self._state.write_failed(act.run_id)
+                    log.warning(
+                        "run %s: cannot record progress (%s); letting it go for %.1fs",
+                        act.run_id,
+                        exc,
+                        backoff,
+                    )
+                    self._state.release_later(act.run_id, act.token, backoff)
+                    raise Lost from exc
+                log.info("run %s: cannot record progress yet (%s); retrying", act.run_id, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        self._state.write_succeeded(act.run_id)
         act.set_custom = False
         if events:
             act.last_seq = events[-1].seq
         act.nudged = act.nudged or nudged
         if mode == "release" and wake_now:
             self._state.wake.set()
+
+    def _append(
+        self,
+        act: Activation,
+        events: list[NewEvent],
+        mode: Mode,
+        status: RunStatus,
+        wake_at: datetime | None,
+        error: dict[str, Any] | None,
+    ) -> tuple[bool, bool]:
+        if mode == "hold":
+            nudged = self._group.append(
+                act.run_id, act.token, act.last_seq, events, act.custom_status, act.set_custom
+            )
+            return nudged, False
+        result = self._leases.append(
+            run_id=act.run_id,
+            token=act.token,
+            expected_seq=act.last_seq,
+            events=events,
+            mode=mode,
+            status=status,
+            lease_seconds=self._lease_seconds,
+            wake_at=wake_at,
+            custom_status=act.custom_status,
+            set_custom=act.set_custom,
+            error=error,
+            set_error=error is not None or mode == "finish",
+        )
+        return result.nudged, result.wake_now
 
     def drop(self, act: Activation, *, keep_engine: bool = False) -> None:
         """Let the run go; keep its live engine in the cache if it only waits."""

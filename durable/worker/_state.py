@@ -1,9 +1,10 @@
 """What the worker's collaborators share: the runs it holds, its pool of threads, its
 wake-up hints, and the runs to hand back to the database.
 
-``WorkerState.lock`` guards ``held``, ``busy``, ``to_release``, ``next_wake`` and
-``shut_down``; it is held only for a few dictionary operations, never across I/O or user
-code. Each run has its own ``Activation.lock`` (held while the run is driven).
+``WorkerState.lock`` guards ``held``, ``busy``, ``to_release``, ``next_wake``,
+``shut_down`` and the write-failure counts; it is held only for a few dictionary
+operations, never across I/O or user code. Each run has its own ``Activation.lock``
+(held while the run is driven).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Activation:
     nudged: bool = False
     paused: bool = False
     done: bool = False
+    ready: bool = False  # its log was fed: a tick (a nudge) may drive it from now on
     lost: bool = False  # the heartbeat found the lease gone (done is set too)
     custom_status: Any = None
     set_custom: bool = False
@@ -68,7 +70,10 @@ class WorkerState:
         self.lock = threading.Lock()
         self.held: dict[str, Activation] = {}
         self.busy = 0  # pool tasks submitted and not finished
-        self.to_release: list[tuple[str, uuid.UUID]] = []
+        self.to_release: list[tuple[str, uuid.UUID, float]] = []  # (run, lease, delay)
+        self._run_failures: dict[str, int] = {}  # consecutive failed writes, per run
+        self._worker_failures = 0  # consecutive failed writes of this worker
+        self.backoff_until = 0.0  # monotonic time before which the worker claims nothing
         self.next_wake: float | None = None
         self.shut_down = False
         self._to_close: queue.SimpleQueue[Engine | None] = queue.SimpleQueue()
@@ -104,10 +109,30 @@ class WorkerState:
             self.shut_down = True
         self._executor.shutdown(wait=True)
 
-    def release_later(self, run_id: str, token: uuid.UUID) -> None:
-        """Hand the lease back with the next claim (the database may be away now)."""
+    def release_later(self, run_id: str, token: uuid.UUID, delay: float = 0.0) -> None:
+        """Hand the lease back with the next claim (the database may be away now); the
+        run is claimable again ``delay`` seconds after that."""
         with self.lock:
-            self.to_release.append((run_id, token))
+            self.to_release.append((run_id, token, delay))
+
+    def write_failed(self, run_id: str) -> float:
+        """Count a write of ``run_id`` that could not be made: the worker claims nothing
+        for a while (growing with its consecutive failures, up to 5 s), and the run is
+        let go for longer each time (returned, up to 30 s), so a database short of
+        connections is not hammered and no step runs again in a tight loop."""
+        with self.lock:
+            runs = self._run_failures[run_id] = self._run_failures.get(run_id, 0) + 1
+            self._worker_failures += 1
+            pause = min(0.1 * 2 ** min(self._worker_failures, 6), 5.0)
+            self.backoff_until = max(self.backoff_until, time.monotonic() + pause)
+        return float(min(0.5 * 2 ** min(runs - 1, 6), 30.0))
+
+    def write_succeeded(self, run_id: str) -> None:
+        """A write of ``run_id`` went through: its failure counts start over."""
+        if self._run_failures or self._worker_failures:  # the common case takes no lock
+            with self.lock:
+                self._run_failures.pop(run_id, None)
+                self._worker_failures = 0
 
     def close_later(self, engine: Engine) -> None:
         """Have ``engine`` closed by the closer thread: closing runs the workflow's
