@@ -14,7 +14,7 @@ from ._errors import (
     SerializationError,
     WorkflowNotFound,
 )
-from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
+from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
 from ._replayer import Mismatch, ReplayReport
 from .client import RunHandle
 from .replay import Context, EventType, RunStatus
@@ -79,6 +79,7 @@ __all__ = [
     "UnyieldedCommandError",
     "WaitTimeout",
     "Worker",
+    "WorkerInfo",
     "WorkflowNotFound",
     "__version__",
 ]

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from ._codec import Codec, make_codec
 from ._embedded import resolve_dsn
-from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage
+from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
 from ._registry import Registry, StepDef, WorkflowDef
 from ._replayer import Replayer, ReplayReport
 from .client import Client, RunHandle
@@ -246,6 +246,11 @@ class App:
         """Runs, newest first, filtered by workflow, status and a search over run id,
         idempotency key and workflow name."""
         return self.client.list_runs(workflow, status, search, limit, offset)
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers: each heartbeats its row; one that stops heartbeating for longer
+        than its lease drops out."""
+        return self.client.workers()
 
     def stats(self) -> dict[str, Any]:
         """Run counts: ``{"total", "by_status", "by_workflow": {workflow: {status: n}}}``."""

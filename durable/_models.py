@@ -8,7 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Event", "PruneResult", "RetryPolicy", "RunInfo", "RunPage", "seconds"]
+__all__ = [
+    "Event",
+    "PruneResult",
+    "RetryPolicy",
+    "RunInfo",
+    "RunPage",
+    "WorkerInfo",
+    "seconds",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,22 @@ class RunPage(BaseModel):
 
     runs: list[RunInfo]
     total: int
+
+
+class WorkerInfo(BaseModel):
+    """A live worker (see :meth:`App.workers`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    concurrency: int
+    workflows: list[str]
+    queues: list[str]
+    runs_held: int
 
 
 class PruneResult(BaseModel):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections.abc
 import functools
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from ._errors import WorkflowNotFound
 from ._models import RetryPolicy, seconds
 from .replay import StepCall, current_context
 
-__all__ = ["Registry", "StepDef", "WorkflowDef"]
+__all__ = ["Registry", "StepDef", "StepOptions", "WorkflowDef"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,16 @@ class StepDef:
     retry: RetryPolicy
     timeout: float | None
     result_annotation: Any
+    is_async: bool = False  # an ``async def``: the worker awaits it on its event loop
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """What the step wrapper puts in ``StepCall.options``: the registered step and the run
+    whose workflow called it (the worker keys a step's attempts by run and position)."""
+
+    step: StepDef
+    run_id: str
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,11 @@ class Registry:
                     f"@app.step needs an ordinary function; {fn!r} is a generator function "
                     "(workflows use @app.workflow)"
                 )
+            if inspect.isasyncgenfunction(fn):
+                raise TypeError(
+                    f"@app.step needs an ordinary or an async function; {fn.__qualname__} is "
+                    "an async generator function: return the values (a list) instead"
+                )
             step_name = name or fn.__qualname__
             _refuse_second(self.steps.get(step_name), "step", step_name, fn)
             definition = StepDef(
@@ -95,21 +111,24 @@ class Registry:
                 retry=retry if retry is not None else RetryPolicy(max_attempts=1),
                 timeout=timeout_s,
                 result_annotation=type_hints(fn).get("return", inspect.Parameter.empty),
+                is_async=inspect.iscoroutinefunction(fn),
             )
             self.steps[step_name] = definition
 
-            @functools.wraps(fn)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
+            def call(*args: Any, **kwargs: Any) -> Any:
                 ctx = current_context()
                 if ctx is None:
-                    return fn(*args, **kwargs)
-                command = StepCall(step_name, args, kwargs, definition)
+                    return fn(*args, **kwargs)  # an async step: the coroutine, as without us
+                command = StepCall(step_name, args, kwargs, StepOptions(definition, ctx.run_id))
                 ctx._created(command)
                 return command
 
-            wrapper.durable_step = definition  # type: ignore[attr-defined]
-            wrapper.durable_name = step_name  # type: ignore[attr-defined]
-            return wrapper  # type: ignore[return-value]
+            wrapper: Any = _AsyncStep(fn, call) if definition.is_async else call
+            if wrapper is call:
+                functools.update_wrapper(wrapper, fn)
+            wrapper.durable_step = definition
+            wrapper.durable_name = step_name
+            return typing.cast(F, wrapper)
 
         return decorate
 
@@ -208,6 +227,39 @@ class Registry:
         """A run's result, typed by its workflow's return annotation."""
         wf = self.workflows.get(workflow)
         return self.codec.decode(raw, wf.result_annotation if wf else inspect.Parameter.empty)
+
+
+class _AsyncStep:
+    """The wrapper of an ``async def`` step: a plain (not ``async``) callable, since inside
+    a running workflow a call must return the ``StepCall`` itself, that looks like the
+    coroutine function it wraps, so ``inspect.iscoroutinefunction`` (and frameworks that
+    ask it) see a coroutine function, as without the decorator.
+
+    Python 3.11 has no ``inspect.markcoroutinefunction``, and its ``iscoroutinefunction``
+    looks at the code flags of functions and of function-like objects only; a plain
+    ``def`` wrapper cannot carry the flag without becoming a coroutine function itself.
+    So this object exposes the wrapped function's ``__code__`` (and the other attributes
+    ``inspect`` checks for a function-like object) and binds like a function (``__get__``).
+    """
+
+    def __init__(self, fn: Callable[..., Any], call: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self._call = call
+        self.__code__ = fn.__code__
+        self.__defaults__ = getattr(fn, "__defaults__", None)
+        self.__kwdefaults__ = getattr(fn, "__kwdefaults__", None)
+        mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+        if mark is not None:
+            mark(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(*args, **kwargs)
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else types.MethodType(self, obj)
+
+    def __repr__(self) -> str:
+        return f"<async step {getattr(self, '__qualname__', '?')}>"
 
 
 def _refuse_second(existing: StepDef | WorkflowDef | None, kind: str, name: str, fn: Any) -> None:

@@ -477,3 +477,28 @@ SELECT run_id FROM runs
 WHERE run_id LIKE %(pattern)s
 ORDER BY run_id
 LIMIT %(limit)s
+
+-- name: worker_beat
+-- A worker's heartbeat in the registry (inserted by its first beat); rows of workers gone
+-- for over an hour are removed on the way.
+WITH gone AS (
+    DELETE FROM workers WHERE last_seen < now() - interval '1 hour'
+)
+INSERT INTO workers (worker_id, host, pid, lease_seconds, concurrency, workflows, queues,
+                     runs_held)
+VALUES (%(worker_id)s, %(host)s, %(pid)s, %(lease)s, %(concurrency)s, %(workflows)s::text[],
+        %(queues)s::text[], %(runs_held)s)
+ON CONFLICT (worker_id) DO UPDATE
+SET last_seen = now(), runs_held = EXCLUDED.runs_held, workflows = EXCLUDED.workflows,
+    queues = EXCLUDED.queues
+
+-- name: worker_gone
+DELETE FROM workers WHERE worker_id = %(worker_id)s
+
+-- name: live_workers
+-- Workers whose last heartbeat is younger than their lease.
+SELECT worker_id, host, pid, started_at, last_seen, lease_seconds, concurrency, workflows,
+       queues, runs_held
+FROM workers
+WHERE last_seen > now() - make_interval(secs => lease_seconds)
+ORDER BY started_at, worker_id

@@ -33,6 +33,8 @@ from ._records import (
     StatRow,
     StoredEvent,
     SyncResult,
+    WorkerBeat,
+    WorkerRow,
 )
 from ._runs import Created, RunStore
 from ._store import Store
@@ -67,6 +69,8 @@ __all__ = [
     "StoredEvent",
     "SyncResult",
     "Timeouts",
+    "WorkerBeat",
+    "WorkerRow",
     "migrate",
     "validate_dsn",
 ]

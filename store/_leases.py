@@ -28,6 +28,7 @@ from ._records import (
     RunEnd,
     StoredEvent,
     SyncResult,
+    WorkerBeat,
     events_json,
     jsonb_text,
 )
@@ -110,6 +111,28 @@ class LeaseStore:
                     "deadline": deadline,
                 },
             )
+
+    def worker_beat(self, beat: WorkerBeat) -> None:
+        """Heartbeat the worker's row in the registry (insert it on the first beat)."""
+        with self._db.connection() as conn:
+            conn.execute(
+                self._q["worker_beat"],
+                {
+                    "worker_id": beat.worker_id,
+                    "host": beat.host,
+                    "pid": beat.pid,
+                    "lease": beat.lease_seconds,
+                    "concurrency": beat.concurrency,
+                    "workflows": list(beat.workflows),
+                    "queues": list(beat.queues),
+                    "runs_held": beat.runs_held,
+                },
+            )
+
+    def worker_gone(self, worker_id: str) -> None:
+        """Remove a stopping worker from the registry."""
+        with self._db.connection() as conn:
+            conn.execute(self._q["worker_gone"], {"worker_id": worker_id})
 
     def load_events(self, after: dict[str, int]) -> dict[str, list[StoredEvent]]:
         """Events of several runs with ``seq > after[run_id]``, in order, in one query."""

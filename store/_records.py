@@ -29,6 +29,8 @@ __all__ = [
     "StatRow",
     "StoredEvent",
     "SyncResult",
+    "WorkerBeat",
+    "WorkerRow",
 ]
 
 
@@ -190,6 +192,36 @@ class StatRow:
     workflow: str
     status: RunStatus
     count: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """What a worker says of itself in each heartbeat of the registry."""
+
+    worker_id: str
+    host: str
+    pid: int
+    lease_seconds: float
+    concurrency: int
+    workflows: Sequence[str]
+    queues: Sequence[str]
+    runs_held: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A live worker, as the registry has it."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    lease_seconds: float
+    concurrency: int
+    workflows: list[str]
+    queues: list[str]
+    runs_held: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from ._records import (
     RunRow,
     StatRow,
     StoredEvent,
+    WorkerRow,
     events_json,
     jsonb_text,
 )
@@ -270,6 +271,26 @@ class RunStore:
                 total_row = conn.execute(self._q["count_runs"], params).fetchone()
                 total = int(total_row[0]) if total_row else 0
         return [_run_row(r[:-1]) for r in rows], total
+
+    def live_workers(self) -> list[WorkerRow]:
+        """Workers whose last heartbeat is younger than their lease, oldest first."""
+        with self._db.connection() as conn:
+            rows = conn.execute(self._q["live_workers"]).fetchall()
+        return [
+            WorkerRow(
+                worker_id=r[0],
+                host=r[1],
+                pid=r[2],
+                started_at=r[3],
+                last_seen=r[4],
+                lease_seconds=r[5],
+                concurrency=r[6],
+                workflows=list(r[7]),
+                queues=list(r[8]),
+                runs_held=r[9],
+            )
+            for r in rows
+        ]
 
     def stats(self) -> list[StatRow]:
         """How many runs each workflow has in each status (pairs that occur)."""

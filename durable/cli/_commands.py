@@ -32,7 +32,7 @@ from ._common import (
     parse_json,
     print_json,
 )
-from ._render import format_time, print_run, runs_table, stats_tables
+from ._render import format_time, print_run, runs_table, stats_tables, workers_table
 
 __all__ = [
     "cmd_db",
@@ -48,6 +48,7 @@ __all__ = [
     "cmd_start",
     "cmd_stats",
     "cmd_worker",
+    "cmd_workers",
 ]
 
 
@@ -125,7 +126,7 @@ def cmd_start(args: argparse.Namespace) -> int:
             _note(_existing_run(app.get_run(handle.run_id), args), dim=False)
         if not args.wait:
             return 0
-        result = _wait_for_result(handle, args)
+        result = _wait_for_result(app, handle, args)
         print_json(_jsonable(result))
     return 0
 
@@ -133,18 +134,30 @@ def cmd_start(args: argparse.Namespace) -> int:
 _QUIET_WAIT = 1.0  # seconds a --wait stays silent: a run that ends by then needs no note
 
 
-def _wait_for_result(handle: RunHandle, args: argparse.Namespace) -> Any:
+def _wait_for_result(app: App, handle: RunHandle, args: argparse.Namespace) -> Any:
     """The run's result; once the run has taken a moment, a note on stderr says what is
-    awaited and that a worker must run. ``--timeout`` ends the wait with exit status 1."""
+    awaited and whether a live worker serves its workflow. ``--timeout`` ends the wait
+    with exit status 1."""
     deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
         return handle.result(timeout=min(_QUIET_WAIT, args.timeout or _QUIET_WAIT))
     except TimeoutError:
         pass
     limit = f" (at most {args.timeout:g}s)" if args.timeout is not None else ""
+    workflow = app.get_run(handle.run_id).workflow
+    serving = [w for w in app.workers() if workflow in w.workflows]
+    if len(serving) == 1:
+        who = f"1 live worker serves workflow {workflow!r}"
+    elif serving:
+        who = f"{len(serving)} live workers serve workflow {workflow!r}"
+    else:
+        who = (
+            f"no live worker serves workflow {workflow!r}: start one with "
+            f"`durable worker {args.app}`"
+        )
     _note(
-        f"waiting for run {handle.run_id} to end{limit}; a worker must be running "
-        f"(`durable worker {args.app}`); Ctrl-C stops the waiting, not the run"
+        f"waiting for run {handle.run_id} to end{limit}; {who}; Ctrl-C stops the waiting, "
+        "not the run"
     )
     left = None if deadline is None else deadline - time.monotonic()
     try:
@@ -227,6 +240,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
         console.print("no runs")
     else:
         console.print(stats_tables(stats))
+    note_database(args, schema)
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace) -> int:
+    """``durable workers``: the live workers (each heartbeats its row in the registry)."""
+    with bare_app(args, read_only=True) as app:
+        workers = app.workers()
+        schema = app.schema
+    if args.json:
+        print_json([w.model_dump(mode="json") for w in workers])
+        return 0
+    console = out_console()
+    if not workers:
+        console.print("no live workers (start one with `durable worker APP`)")
+    else:
+        console.print(workers_table(workers))
     note_database(args, schema)
     return 0
 

@@ -22,6 +22,7 @@ from ._commands import (
     cmd_start,
     cmd_stats,
     cmd_worker,
+    cmd_workers,
 )
 from ._common import STATUSES
 
@@ -305,6 +306,15 @@ def _inspecting_commands(command: _Factory) -> None:
         help='print {"total", "by_status", "by_workflow": {W: {S: N}}} as JSON',
     )
     p.set_defaults(handler=cmd_stats)
+
+    p = command(
+        "workers",
+        "list the live workers",
+        "List the live workers: each heartbeats its row every third of its lease; one that\n"
+        "stops heartbeating for longer than its lease is no longer listed.",
+    )
+    p.add_argument("--json", action="store_true", help="print the workers as a JSON list")
+    p.set_defaults(handler=cmd_workers)
 
 
 def _operating_commands(command: _Factory) -> None:

@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .. import Event, EventType, RunInfo, RunPage, RunStatus
+from .. import Event, EventType, RunInfo, RunPage, RunStatus, WorkerInfo
 
 __all__ = [
     "STATUS_STYLES",
@@ -25,6 +25,7 @@ __all__ = [
     "stats_tables",
     "summarize",
     "waiting_for",
+    "workers_table",
 ]
 
 STATUS_STYLES: dict[str, str] = {
@@ -507,3 +508,32 @@ def stats_tables(stats: dict[str, Any]) -> Group:
             parts.append(status, style=STATUS_STYLES.get(status, ""))
         workflows.add_row(Text(workflow), str(sum(counts.values())), parts)
     return Group(statuses, Text(), workflows)
+
+
+def workers_table(workers: list[WorkerInfo]) -> Table:
+    """The table of ``durable workers``."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+        caption=f"{len(workers)} live worker{'s' if len(workers) != 1 else ''}",
+        caption_justify="left",
+    )
+    table.add_column("worker", overflow="fold")
+    table.add_column("pid", justify="right", no_wrap=True)
+    table.add_column("runs", justify="right", no_wrap=True)
+    table.add_column("started", no_wrap=True)
+    table.add_column("last seen", no_wrap=True)
+    table.add_column("workflows", overflow="fold")
+    for w in workers:
+        table.add_row(
+            Text(w.worker_id),
+            str(w.pid),
+            f"{w.runs_held}/{w.concurrency}",
+            Text(format_time(w.started_at)),
+            Text(format_time(w.last_seen)),
+            Text(", ".join(w.workflows) or "none"),
+        )
+    return table

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from .._clock import utcnow
 from .._errors import InvalidArgument, RunCancelled, RunTimedOut
-from .._models import Event, PruneResult, RunInfo, RunPage, seconds
+from .._models import Event, PruneResult, RunInfo, RunPage, WorkerInfo, seconds
 from .._registry import Registry
 from ..replay.errors import RunFailed
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
@@ -306,6 +306,23 @@ class Client:
             workflow=workflow, status=status, search=search, limit=limit, offset=offset
         )
         return RunPage(runs=[self._info(r) for r in rows], total=total)
+
+    def workers(self) -> list[WorkerInfo]:
+        """See :meth:`durable.App.workers`."""
+        return [
+            WorkerInfo(
+                worker_id=w.worker_id,
+                host=w.host,
+                pid=w.pid,
+                started_at=w.started_at,
+                last_seen=w.last_seen,
+                concurrency=w.concurrency,
+                workflows=w.workflows,
+                queues=w.queues,
+                runs_held=w.runs_held,
+            )
+            for w in self._store().runs.live_workers()
+        ]
 
     def stats(self) -> dict[str, Any]:
         """See :meth:`durable.App.stats`."""

@@ -4,10 +4,11 @@ signals and nudges (a hint to claim or look at a held run at once; polling is th
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 
 from ..replay.errors import DurableError
-from ..store import LeaseStore, Listener
+from ..store import LeaseStore, Listener, WorkerBeat
 from ._cache import EngineCache
 from ._state import Activation, WorkerState
 
@@ -17,26 +18,47 @@ log = logging.getLogger("durable.worker")
 
 
 def heartbeat_loop(
-    state: WorkerState, leases: LeaseStore, cache: EngineCache, lease_seconds: float
+    state: WorkerState,
+    leases: LeaseStore,
+    cache: EngineCache,
+    lease_seconds: float,
+    beat: Callable[[int], WorkerBeat],
 ) -> None:
-    """Extend the leases of held runs every third of the lease; forget lost ones."""
+    """Every third of the lease: heartbeat the worker's row in the registry (``beat``
+    says what to write, given the runs held), extend the leases of held runs, and forget
+    the ones that were lost."""
     interval = max(lease_seconds / 3.0, 0.05)
-    while not state.stopped.wait(interval):
+    while True:
         with state.lock:
             held = {a.token: a for a in state.held.values()}
-        if not held:
-            continue
         try:
-            kept = leases.heartbeat(list(held), lease_seconds)
+            leases.worker_beat(beat(len(held)))
         except DurableError as exc:
-            log.warning("worker %s: heartbeat failed (%s)", state.worker_id, exc)
-            continue
-        for token, act in held.items():
-            if token not in kept and not act.done:
-                log.warning("run %s: lease lost", act.run_id)
-                act.lost = act.done = True  # its driver lets the engine go when it looks
-                state.unhold(act)
-                cache.drop(act.run_id)
+            log.warning("worker %s: registry heartbeat failed (%s)", state.worker_id, exc)
+        if held:
+            _extend(state, leases, cache, lease_seconds, held)
+        if state.stopped.wait(interval):
+            return
+
+
+def _extend(
+    state: WorkerState,
+    leases: LeaseStore,
+    cache: EngineCache,
+    lease_seconds: float,
+    held: dict[uuid.UUID, Activation],
+) -> None:
+    try:
+        kept = leases.heartbeat(list(held), lease_seconds)
+    except DurableError as exc:
+        log.warning("worker %s: heartbeat failed (%s)", state.worker_id, exc)
+        return
+    for token, act in held.items():
+        if token not in kept and not act.done:
+            log.warning("run %s: lease lost", act.run_id)
+            act.lost = act.done = True  # its driver lets the engine go when it looks
+            state.unhold(act)
+            cache.drop(act.run_id)
 
 
 def listen_loop(

@@ -60,10 +60,10 @@ class RunDriver:
                         self._endings.block_unreadable(act, history, exc)
                         return
                 act.ready = True
-                step = self._advance(act, [])
             except Exception as exc:
                 self._let_go(act, exc)
                 return
+            step = self._advance_or_let_go(act, [])
         if step is not None:
             self._execute(act, step)
 
@@ -79,11 +79,7 @@ class RunDriver:
                 # but not activated yet: the activation sees act.nudged and syncs. Driving
                 # the unfed engine here would release the run with nothing to wake it.
                 return
-            try:
-                step = self._advance(act, [])
-            except Exception as exc:
-                self._let_go(act, exc)
-                return
+            step = self._advance_or_let_go(act, [])
         if step is not None:
             self._execute(act, step)
 
@@ -97,11 +93,14 @@ class RunDriver:
                     self._let_go_if_lost(act)
                     return
                 act.in_flight.discard(step.pos)
-                try:
-                    step = self._advance(act, [event])
-                except Exception as exc:
-                    self._let_go(act, exc)
-                    return
+                step = self._advance_or_let_go(act, [event])
+
+    def _advance_or_let_go(self, act: Activation, produced: list[NewEvent]) -> PendingStep | None:
+        try:
+            return self._advance(act, produced)
+        except Exception as exc:
+            self._let_go(act, exc)
+            return None
 
     def _let_go(self, act: Activation, exc: Exception) -> None:
         """Stop driving a run after an error (called with ``act.lock`` held). ``Lost``:

@@ -1,8 +1,9 @@
 """The worker: claims runs, replays them, executes their steps, records the results.
 
 Threads: one claim loop (the thread that calls :meth:`Worker.run`), one heartbeat, one
-LISTEN connection, and a pool of ``concurrency`` threads that drive runs and execute
-steps. The collaborators are wired here, once:
+LISTEN connection, a pool of ``concurrency`` threads that drive runs and execute steps,
+and one asyncio event loop on which the async steps are awaited (the pool thread that
+executes an async step waits for it). The collaborators are wired here, once:
 
     Claimer -> RunDriver -> (Inbox, Endings, StepRunner) -> Recorder -> store
 """
@@ -21,13 +22,16 @@ from typing import Protocol
 from .._registry import Registry
 from .._replayer import Replayer
 from ..client import RunCreator
-from ..store import Store
+from ..replay.errors import DurableError
+from ..store import Store, WorkerBeat
+from ._attempts import Attempts
 from ._background import heartbeat_loop, listen_loop
 from ._cache import EngineCache
 from ._claimer import Claimer
 from ._driver import RunDriver
 from ._endings import Endings
 from ._inbox import Inbox
+from ._loop import EventLoopThread
 from ._recorder import Recorder
 from ._state import WorkerState
 from ._steps import StepRunner
@@ -48,7 +52,8 @@ class WorkerHost(Protocol):
 
 
 class Worker:
-    """Runs workflows. ``concurrency`` bounds the steps executing at once.
+    """Runs workflows. ``concurrency`` bounds the steps executing at once, sync and async
+    together (a timed-out attempt whose code still runs counts until it ends).
 
     Options: ``lease_seconds`` (how long a claim lasts without a heartbeat; a crashed
     worker's runs are resumed after it), ``poll_interval`` (the safety-net poll; start and
@@ -101,6 +106,19 @@ class Worker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def _beat(self, runs_held: int) -> WorkerBeat:
+        """What the worker writes in each heartbeat of the registry."""
+        return WorkerBeat(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            lease_seconds=self.lease_seconds,
+            concurrency=self.concurrency,
+            workflows=sorted(self._app.registry.workflows),
+            queues=[],
+            runs_held=runs_held,
+        )
+
     def run(self, install_signal_handlers: bool = False) -> None:
         """Work until :meth:`stop` (or SIGINT/SIGTERM with ``install_signal_handlers``)."""
         state = self._state
@@ -122,7 +140,10 @@ class Worker:
         recorder = Recorder(store.leases, group, codec, state, cache, self.lease_seconds)
         inbox = Inbox(store.leases, RunCreator(store.runs, registry), codec, state)
         endings = Endings(store.leases, group, codec, recorder, replayer, state)
-        driver = RunDriver(state, recorder, inbox, endings, StepRunner(codec))
+        loop = EventLoopThread()
+        loop.start()
+        steps = StepRunner(codec, loop.loop, Attempts(self.concurrency, self.worker_id))
+        driver = RunDriver(state, recorder, inbox, endings, steps)
         claimer = Claimer(
             store.leases,
             registry,
@@ -136,7 +157,7 @@ class Worker:
         threads = [
             threading.Thread(
                 target=heartbeat_loop,
-                args=(state, store.leases, cache, self.lease_seconds),
+                args=(state, store.leases, cache, self.lease_seconds, self._beat),
                 name="durable-heartbeat",
                 daemon=True,
             ),
@@ -162,9 +183,21 @@ class Worker:
             # From here on nothing new is submitted (stopping already keeps new steps from
             # starting); late timer ticks and notifications are dropped.
             state.shutdown()
+            loop.stop()  # the pool is drained: nothing awaits an async step any more
+            for attempt in steps.attempts.still_running():
+                log.warning(
+                    "worker %s: %s still runs %.1fs after its timeout; abandoned",
+                    self.worker_id,
+                    attempt.describe(),
+                    attempt.overrun(),
+                )
             claimer.release_all()
             state.stopped.set()
             group.close()
+            try:
+                store.leases.worker_gone(self.worker_id)
+            except DurableError as exc:  # its row drops out after a lease anyway
+                log.warning("worker %s: cannot leave the registry (%s)", self.worker_id, exc)
             cache.clear()
             with state.lock:
                 held = list(state.held.values())

@@ -645,7 +645,10 @@ def test_start_wait_without_a_worker_says_it_waits_and_times_out_with_one_line(
     assert "Traceback" not in proc.stderr
     first, last = proc.stderr.strip().splitlines()
     assert first.startswith("waiting for run w-1 to end (at most 0.5s)")
-    assert "a worker must be running (`durable worker cli_app:app`)" in first
+    assert (
+        "no live worker serves workflow 'greet': start one with `durable worker cli_app:app`"
+        in first
+    )
     assert last.startswith("error: run w-1 did not finish within 0.5s (status pending)")
 
     env = cli_env(dsn, tmp_path)
