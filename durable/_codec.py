@@ -14,6 +14,7 @@ import functools
 import inspect
 import json
 import logging
+import math
 import typing
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,6 +110,13 @@ class PickleCodec(Codec):
 def _jsonb_problem(jsonable: Any) -> str | None:
     """What in a JSON-compatible value jsonb refuses (NaN, an infinity, a NUL character,
     an unpaired surrogate), or None. One C-speed dump decides the common case."""
+    kind = type(jsonable)
+    if jsonable is None or kind is bool or kind is int:  # the hot path: nothing to check
+        return None
+    if kind is float:
+        return None if math.isfinite(jsonable) else "NaN or an infinity"
+    if kind is str and "\x00" not in jsonable and jsonable.isascii():
+        return None
     try:
         text = json.dumps(jsonable, ensure_ascii=False, allow_nan=False)
     except ValueError:

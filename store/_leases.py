@@ -229,7 +229,7 @@ class LeaseStore:
             token,
             expected_seq,
             event.seq,
-            event.type,
+            str(event.type),  # a plain str: psycopg finds its dumper at once
             Jsonb(event.data),
             event.created_at,
         )

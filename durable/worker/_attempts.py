@@ -93,6 +93,11 @@ class Attempts:
                 attempt.overrun(),
             )
 
+    @property
+    def overrun(self) -> bool:
+        """Whether some attempt runs past its timeout (its code still holds a slot)."""
+        return bool(self._overrunning)  # a read without the lock: a hint, re-checked by begin
+
     def overrunning(self, attempt: Attempt, timeout: float, how: str) -> None:
         """The attempt's timeout passed and its code still runs (``how``: where)."""
         attempt.timed_out_at = attempt.started + timeout

@@ -87,7 +87,12 @@ class RunDriver:
         """The hot path: run a step in this thread, record its result together with what
         it leads to (one commit), and go on with the next step while there is exactly one."""
         while step is not None:
-            event = self._steps.run(step)
+            try:
+                event = self._steps.run(step)
+            except Exception as exc:  # the step runner itself failed (user errors are events)
+                with act.lock:
+                    self._let_go(act, exc)
+                return
             with act.lock:
                 if act.done:
                     self._let_go_if_lost(act)

@@ -69,18 +69,29 @@ class StepRunner:
         try:
             if definition is None:
                 raise DurableError(f"step {call.name!r} is not registered in this worker")
+            if not definition.is_async and definition.timeout is None and not self.attempts.overrun:
+                # The hot path: this thread is the attempt's slot, and the previous attempt
+                # ended before this one was asked for (no timeout let it run on), so there is
+                # nothing to wait for or to count.
+                value = definition.fn(*call.args, **call.kwargs)
+                return self._completed(step, value)
             key: Hashable = (run_id, step.pos, call.name) if run_id else (id(call), step.pos)
             attempt = self.attempts.begin(key, call.name, run_id or "?", step.attempt)
             if definition.is_async:
                 value = self._await(definition, call, attempt)
             else:
                 value = self._call(definition, call, attempt)
-            encoded = self._codec.encode(value)
+            return self._completed(step, value)
         except BaseException as exc:  # a step may raise anything; we record it
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return self._failure(step, definition, exc)
-        data = {"pos": step.pos, "name": call.name, "attempt": step.attempt, "result": encoded}
+
+    def _completed(self, step: PendingStep, value: Any) -> NewEvent:
+        """The event of an attempt that returned ``value`` (SerializationError if the codec
+        cannot store it: the caller records that as a failed, not retried, attempt)."""
+        encoded = self._codec.encode(value)
+        data = {"pos": step.pos, "name": step.call.name, "attempt": step.attempt, "result": encoded}
         return NewEvent(0, EventType.STEP_COMPLETED, data, utcnow())
 
     # -- sync steps ------------------------------------------------------------------------
