@@ -230,18 +230,6 @@ class Database:
                 return body(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def dedicated(self) -> Conn:
-        """A connection of its own (autocommit, search_path and time zone set), for a
-        caller that sends statements back to back and wants no pool checkout each time."""
-        conn = self._connect()
-        try:
-            set_search_path(conn, self.schema)
-            conn.execute("SET TimeZone = 'UTC'")
-        except psycopg.Error as exc:
-            conn.close()
-            raise wrap(exc) from exc
-        return conn
-
     def listener(self, *channels: str) -> Listener:
         """A dedicated connection that LISTENs on ``channels``."""
         conn = self._connect()
