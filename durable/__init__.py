@@ -16,7 +16,7 @@ from ._errors import (
 )
 from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
 from ._replayer import Mismatch, ReplayReport
-from .client import RunHandle
+from .client import AsyncClient, AsyncRunHandle, RunHandle
 from .replay import Context, EventType, RunStatus
 from .replay.errors import (
     Cancelled,
@@ -32,6 +32,7 @@ from .store import (
     ConfigError,
     ConflictError,
     DatabaseUnavailable,
+    InvalidConnection,
     LeaseLost,
     RunNotActive,
     RunNotFound,
@@ -46,6 +47,8 @@ __version__ = "0.1.0"
 __all__ = [
     "AmbiguousRunId",
     "App",
+    "AsyncClient",
+    "AsyncRunHandle",
     "Cancelled",
     "ChildFailed",
     "ConfigError",
@@ -56,6 +59,7 @@ __all__ = [
     "Event",
     "EventType",
     "InvalidArgument",
+    "InvalidConnection",
     "LeaseLost",
     "Mismatch",
     "NonDeterminismError",

@@ -13,7 +13,7 @@ from ._embedded import resolve_dsn
 from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
 from ._registry import Registry, StepDef, WorkflowDef
 from ._replayer import Replayer, ReplayReport
-from .client import Client, RunHandle
+from .client import AsyncClient, Client, RunHandle
 from .store import Store, Timeouts
 from .worker import Worker
 
@@ -51,6 +51,8 @@ class App:
         self._store_lock = threading.Lock()
         self.registry = Registry(make_codec(codec))
         self.client = Client(lambda: self.store, self.registry)
+        #: The async client: every client call of the App, awaitable (``await app.aio.start(...)``).
+        self.aio = AsyncClient(lambda: self.store, self.registry, pool_size=pool_size)
 
     def replace(self, *, dsn: str | None = None, schema: str | None = None) -> App:
         """A new App with the same workflows, steps and codec on another database or
@@ -64,6 +66,7 @@ class App:
         )
         other.registry = self.registry
         other.client = Client(lambda: other.store, other.registry)
+        other.aio = AsyncClient(lambda: other.store, other.registry, pool_size=self._pool_size)
         return other
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -127,6 +130,17 @@ class App:
         simply runs; inside a running workflow it returns a command to ``yield``."""
         return self.registry.step(name, retry=retry, timeout=timeout)
 
+    def transaction(
+        self, name: str | None = None, *, retry: RetryPolicy | None = _DEFAULT_RETRY
+    ) -> Callable[[F], F]:
+        """Register a transactional step: its first parameter is a psycopg ``Connection``
+        (an ``AsyncConnection`` for ``async def``). The worker runs it inside the
+        transaction that records its result, so its database writes and its result commit
+        together or not at all: they happen exactly once. Inside a workflow it is yielded
+        without the connection (``yield reserve(order_id)``); outside one it is called
+        with a connection and simply runs."""
+        return self.registry.transaction(name, retry=retry)
+
     def workflow(
         self, name: str | None = None, *, timeout: float | timedelta | None = None
     ) -> Callable[[F], F]:
@@ -145,11 +159,14 @@ class App:
         idempotency_key: str | None = None,
         start_at: datetime | None = None,
         delay: float | timedelta | None = None,
+        conn: Any = None,
     ) -> RunHandle:
         """Start a run of ``workflow`` (the decorated function or its name) with positional
         ``args``. A ``run_id`` or ``idempotency_key`` (per workflow) that exists starts
         nothing and returns the existing run's handle. ``start_at`` (aware datetime) or
-        ``delay`` (seconds or timedelta) defer the start."""
+        ``delay`` (seconds or timedelta) defer the start. With ``conn`` (a psycopg
+        ``Connection`` to the same database) the run is created in that connection's
+        transaction: it exists if and only if the caller commits."""
         return self.client.start(
             workflow,
             *args,
@@ -157,6 +174,7 @@ class App:
             idempotency_key=idempotency_key,
             start_at=start_at,
             delay=delay,
+            conn=conn,
         )
 
     def handle(self, run_id: str) -> RunHandle:
@@ -170,17 +188,19 @@ class App:
         payload: Any = None,
         *,
         idempotency_key: str | None = None,
+        conn: Any = None,
     ) -> None:
         """Send a durable signal: FIFO per name, buffered until the run waits for it,
         delivered exactly once. With an ``idempotency_key``, sending it again to the same
         run stores nothing new (retry freely after a lost connection). Raises RunNotActive
-        for an ended run, RunNotFound for an unknown one."""
-        self.client.signal(run_id, name, payload, idempotency_key=idempotency_key)
+        for an ended run, RunNotFound for an unknown one. ``conn``: as for :meth:`start`."""
+        self.client.signal(run_id, name, payload, idempotency_key=idempotency_key, conn=conn)
 
-    def emit_event(self, key: str, payload: Any = None) -> bool:
+    def emit_event(self, key: str, payload: Any = None, *, conn: Any = None) -> bool:
         """Emit a latched event: the first emission of ``key`` wins (True); later ones
-        return False and change nothing. Every ``wait_event(key)`` receives the payload."""
-        return self.client.emit_event(key, payload)
+        return False and change nothing. Every ``wait_event(key)`` receives the payload.
+        ``conn``: as for :meth:`start`."""
+        return self.client.emit_event(key, payload, conn=conn)
 
     def pause(self, run_id: str) -> None:
         """Stop the run at its next yield (status ``paused``) until :meth:`resume`."""

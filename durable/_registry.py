@@ -36,6 +36,9 @@ class StepDef:
     timeout: float | None
     result_annotation: Any
     is_async: bool = False  # an ``async def``: the worker awaits it on its event loop
+    #: ``@app.transaction()``: the function's first parameter gets a connection, and the
+    #: worker appends its result in the transaction the function ran in
+    transactional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,17 +94,40 @@ class Registry:
         if callable(name) and not isinstance(name, str):
             raise TypeError("use @app.step() with parentheses")
         timeout_s = seconds(timeout, "step timeout")
+        return self._step_decorator("@app.step", name, retry, timeout_s, transactional=False)
 
+    def transaction(
+        self, name: str | None = None, *, retry: RetryPolicy | None = _DEFAULT_RETRY
+    ) -> Callable[[F], F]:
+        """See :meth:`durable.App.transaction`."""
+        if callable(name) and not isinstance(name, str):
+            raise TypeError("use @app.transaction() with parentheses")
+        return self._step_decorator("@app.transaction", name, retry, None, transactional=True)
+
+    def _step_decorator(
+        self,
+        what: str,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout_s: float | None,
+        *,
+        transactional: bool,
+    ) -> Callable[[F], F]:
         def decorate(fn: F) -> F:
             if not callable(fn) or inspect.isgeneratorfunction(fn):
                 raise TypeError(
-                    f"@app.step needs an ordinary function; {fn!r} is a generator function "
+                    f"{what} needs an ordinary function; {fn!r} is a generator function "
                     "(workflows use @app.workflow)"
                 )
             if inspect.isasyncgenfunction(fn):
                 raise TypeError(
-                    f"@app.step needs an ordinary or an async function; {fn.__qualname__} is "
+                    f"{what} needs an ordinary or an async function; {fn.__qualname__} is "
                     "an async generator function: return the values (a list) instead"
+                )
+            if transactional and not _takes_a_first_argument(fn):
+                raise TypeError(
+                    f"{what} needs a function whose first parameter is the connection; "
+                    f"{fn.__qualname__} takes no positional parameter"
                 )
             step_name = name or fn.__qualname__
             _refuse_second(self.steps.get(step_name), "step", step_name, fn)
@@ -112,6 +138,7 @@ class Registry:
                 timeout=timeout_s,
                 result_annotation=type_hints(fn).get("return", inspect.Parameter.empty),
                 is_async=inspect.iscoroutinefunction(fn),
+                transactional=transactional,
             )
             self.steps[step_name] = definition
 
@@ -227,6 +254,14 @@ class Registry:
         """A run's result, typed by its workflow's return annotation."""
         wf = self.workflows.get(workflow)
         return self.codec.decode(raw, wf.result_annotation if wf else inspect.Parameter.empty)
+
+
+def _takes_a_first_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return True
+    return bool(params) and params[0].kind in (*_POSITIONAL, inspect.Parameter.VAR_POSITIONAL)
 
 
 class _AsyncStep:

@@ -6,11 +6,13 @@ its errors and its vocabulary; psycopg's errors are wrapped into the ones below.
 
 from __future__ import annotations
 
-from ._db import Listener, Timeouts, validate_dsn
+from ._adb import AsyncDatabase, AsyncListener
+from ._db import Database, Listener, Timeouts, validate_dsn
 from ._errors import (
     ConfigError,
     ConflictError,
     DatabaseUnavailable,
+    InvalidConnection,
     LeaseLost,
     RunNotActive,
     RunNotFound,
@@ -20,6 +22,7 @@ from ._errors import (
 from ._group import GroupAppender, NotFinishedHere
 from ._leases import LeaseStore, Mode
 from ._migrate import migrate
+from ._plan import Plan, Query, Unit
 from ._records import (
     AppendResult,
     Claim,
@@ -41,14 +44,18 @@ from ._store import Store
 
 __all__ = [
     "AppendResult",
+    "AsyncDatabase",
+    "AsyncListener",
     "Claim",
     "ConfigError",
     "ConflictError",
     "Created",
+    "Database",
     "DatabaseUnavailable",
     "DueTimer",
     "GroupAppender",
     "InboxWait",
+    "InvalidConnection",
     "LeaseLost",
     "LeaseStore",
     "Listener",
@@ -56,7 +63,9 @@ __all__ = [
     "NewEvent",
     "NewRun",
     "NotFinishedHere",
+    "Plan",
     "PruneCounts",
+    "Query",
     "RunEnd",
     "RunNotActive",
     "RunNotFound",
@@ -69,6 +78,7 @@ __all__ = [
     "StoredEvent",
     "SyncResult",
     "Timeouts",
+    "Unit",
     "WorkerBeat",
     "WorkerRow",
     "migrate",

@@ -17,12 +17,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ._errors import ConfigError, DatabaseUnavailable, StoreError
+from ._errors import ConfigError, DatabaseUnavailable, InvalidConnection, StoreError
 from ._migrate import migrate, set_search_path
+from ._plan import Plan, Unit, drive
 from ._records import first_line
 from ._sql import load_queries
 
-__all__ = ["Conn", "Database", "Listener", "Timeouts", "validate_dsn"]
+__all__ = ["Conn", "Database", "Listener", "Timeouts", "check_callers_conn", "validate_dsn"]
 
 T = TypeVar("T")
 Conn = psycopg.Connection[TupleRow]
@@ -116,28 +117,42 @@ class Database:
         self.q = load_queries()
         self._min_size = min_size
         self._max_size = max_size
-        self._connect_timeout = connect_timeout
+        self.connect_timeout = connect_timeout
         self._pool: ConnectionPool[Conn] | None = None
         self._lock = threading.Lock()
+        self._migrated = False
+        self._instance: str | None = None
+        self._step_pool: ConnectionPool[Conn] | None = None
+
+    def ensure_migrated(self) -> None:
+        """Migrate the schema once per Database (idempotent, safe from many processes)."""
+        with self._lock:
+            self._migrate_locked()
+
+    def _migrate_locked(self) -> None:
+        if self._migrated:
+            return
+        try:
+            # No statement timeout for migrations: a future one may build an index.
+            with psycopg.connect(
+                self.dsn, autocommit=True, connect_timeout=int(self.connect_timeout)
+            ) as conn:
+                migrate(conn, self.schema)
+        except psycopg.OperationalError as exc:
+            raise _connect_error(exc) from exc
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(
+                f"invalid DSN ({first_line(exc)}); use a URI like "
+                "postgresql://user:password@host:5432/dbname"
+            ) from exc
+        self._migrated = True
 
     def open(self) -> None:
         """Migrate the schema (idempotent, safe from many processes) and open the pool."""
         with self._lock:
             if self._pool is not None:
                 return
-            try:
-                # No statement timeout for migrations: a future one may build an index.
-                with psycopg.connect(
-                    self.dsn, autocommit=True, connect_timeout=int(self._connect_timeout)
-                ) as conn:
-                    migrate(conn, self.schema)
-            except psycopg.OperationalError as exc:
-                raise _connect_error(exc) from exc
-            except psycopg.ProgrammingError as exc:
-                raise ConfigError(
-                    f"invalid DSN ({first_line(exc)}); use a URI like "
-                    "postgresql://user:password@host:5432/dbname"
-                ) from exc
+            self._migrate_locked()
             schema = self.schema
 
             def configure(conn: psycopg.Connection[Any]) -> None:
@@ -150,12 +165,12 @@ class Database:
                 max_size=self._max_size,
                 kwargs={
                     "autocommit": True,
-                    "connect_timeout": int(self._connect_timeout),
+                    "connect_timeout": int(self.connect_timeout),
                     **self.timeouts.connect_kwargs(self.dsn),
                 },
                 configure=configure,
                 open=False,
-                timeout=self._connect_timeout,
+                timeout=self.connect_timeout,
                 name=f"pgdurable-{schema}",
             )
             pool.open(wait=False)
@@ -167,6 +182,50 @@ class Database:
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
+            if self._step_pool is not None:
+                self._step_pool.close()
+                self._step_pool = None
+
+    @contextlib.contextmanager
+    def step_transaction(self, lease_seconds: float) -> Iterator[Conn]:
+        """A connection inside a transaction, for a transactional step: from a pool of
+        its own whose connections keep the server's and the role's settings (the user's
+        search_path and time zone, not pgdurable's), with pgdurable's timeouts, except
+        that the session may stay idle inside the transaction for up to a lease (the
+        step's code may compute between statements). Commits at the end of the block,
+        rolls back if it raises; errors of psycopg stay unwrapped (they are the step's)."""
+        pool = self._step_pool
+        if pool is None:
+            with self._lock:
+                if self._step_pool is None:
+                    self._step_pool = ConnectionPool(
+                        self.dsn,
+                        min_size=0,
+                        max_size=self._max_size,
+                        kwargs={
+                            "autocommit": True,
+                            "connect_timeout": int(self.connect_timeout),
+                            **self.timeouts.connect_kwargs(self.dsn),
+                        },
+                        open=False,
+                        timeout=self.connect_timeout,
+                        name=f"pgdurable-steps-{self.schema}",
+                    )
+                    self._step_pool.open(wait=False)
+                pool = self._step_pool
+        with pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+                (str(int(lease_seconds * 1000)),),
+            )
+            yield conn
+
+    def drive(self, conn: psycopg.Connection[Any], plan: Plan[T]) -> T:
+        """Run ``plan`` on a connection the caller holds in a transaction (errors wrapped)."""
+        try:
+            return drive(conn, plan)
+        except psycopg.Error as exc:
+            raise wrap(exc) from exc
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
@@ -179,7 +238,7 @@ class Database:
                 yield conn
         except PoolTimeout as exc:
             raise DatabaseUnavailable(
-                f"no database connection within {self._connect_timeout:g}s; is PostgreSQL up?"
+                f"no database connection within {self.connect_timeout:g}s; is PostgreSQL up?"
             ) from exc
         except psycopg.Error as exc:
             raise wrap(exc) from exc
@@ -200,7 +259,7 @@ class Database:
             return self._pool.getconn()
         except PoolTimeout as exc:
             raise DatabaseUnavailable(
-                f"no database connection within {self._connect_timeout:g}s; is PostgreSQL up?"
+                f"no database connection within {self.connect_timeout:g}s; is PostgreSQL up?"
             ) from exc
 
     def give_back(self, conn: Conn) -> None:
@@ -230,6 +289,56 @@ class Database:
                 return body(conn)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def perform(self, unit: Unit[T]) -> T:
+        """Run a unit of work on a pooled connection (in a transaction if it needs one)."""
+        if unit.tx:
+            return self.run(lambda conn: drive(conn, unit.make()))
+        with self.connection() as conn:
+            return drive(conn, unit.make())
+
+    def perform_on(self, conn: psycopg.Connection[Any], unit: Unit[T]) -> T:
+        """Run a unit of work on the caller's connection, inside the caller's transaction
+        (started if none is open yet), never committing nor rolling it back. It runs in a
+        savepoint with the schema on the search_path: a failure undoes only its own writes
+        (the caller's transaction stays usable) and the caller's search_path is kept."""
+        if not isinstance(conn, psycopg.Connection):
+            raise TypeError(
+                f"conn must be a psycopg.Connection, not {type(conn).__name__} "
+                "(use app.aio for an AsyncConnection)"
+            )
+        check_callers_conn(conn.closed, conn.autocommit, conn.info.transaction_status)
+        try:
+            conn.execute("SAVEPOINT durable_call")
+            row = conn.execute(_ENTER_CALL, (self.schema,)).fetchone()
+            assert row is not None
+            try:
+                instance = conn.execute(_INSTANCE).fetchone()
+                if instance is None or instance[0] != self.instance_id():
+                    raise _wrong_database(self.schema)
+                result = drive(conn, unit.make())
+            except BaseException:
+                with contextlib.suppress(psycopg.Error):  # a broken connection: it is gone
+                    conn.execute("ROLLBACK TO SAVEPOINT durable_call")
+                    conn.execute("RELEASE SAVEPOINT durable_call")
+                raise
+            conn.execute(_LEAVE_CALL, (row[0],))
+            conn.execute("RELEASE SAVEPOINT durable_call")
+            return result
+        except psycopg.errors.UndefinedTable as exc:
+            raise _wrong_database(self.schema) from exc
+        except psycopg.Error as exc:
+            raise wrap(exc) from exc
+
+    def instance_id(self) -> str:
+        """The id of this pgdurable installation (one per schema and database), which a
+        caller's connection must show to be the same database."""
+        if self._instance is None:
+            with self.connection() as conn:
+                row = conn.execute(_INSTANCE).fetchone()
+            assert row is not None
+            self._instance = str(row[0])
+        return self._instance
+
     def listener(self, *channels: str) -> Listener:
         """A dedicated connection that LISTENs on ``channels``."""
         conn = self._connect()
@@ -246,7 +355,7 @@ class Database:
             return psycopg.connect(
                 self.dsn,
                 autocommit=True,
-                connect_timeout=int(self._connect_timeout),
+                connect_timeout=int(self.connect_timeout),
                 **self.timeouts.connect_kwargs(self.dsn),
             )
         except psycopg.Error as exc:
@@ -279,6 +388,48 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# A caller's connection: keep its search_path, put ours first for our statements.
+_ENTER_CALL = (
+    "SELECT current_setting('search_path'), set_config('search_path', quote_ident(%s), true)"
+)
+_LEAVE_CALL = "SELECT set_config('search_path', %s, true)"
+# The installation's id with the database's oid: a database created from a template that
+# holds pgdurable's schema has the same id, but not the same oid.
+_INSTANCE = (
+    "SELECT i.id::text || '/' || d.oid::text FROM instance i, pg_database d "
+    "WHERE d.datname = current_database()"
+)
+
+
+def check_callers_conn(closed: bool, autocommit: bool, status: Any) -> None:
+    """Raise a one-line error if a caller's connection cannot hold pgdurable's writes in
+    its transaction."""
+    from psycopg.pq import TransactionStatus
+
+    if closed:
+        raise InvalidConnection("the connection passed as conn= is closed")
+    if autocommit:
+        raise InvalidConnection(
+            "the connection passed as conn= is in autocommit mode, so there is no transaction "
+            "to join; open one with `with conn.transaction():` (or use autocommit=False)"
+        )
+    if status == TransactionStatus.INERROR:
+        raise InvalidConnection(
+            "the connection passed as conn= is in a failed transaction; roll it back first"
+        )
+    if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+        raise InvalidConnection(
+            f"the connection passed as conn= is busy ({status.name}); pass an idle connection"
+        )
+
+
+def _wrong_database(schema: str) -> InvalidConnection:
+    return InvalidConnection(
+        f"the connection passed as conn= is to another database than the App's (no "
+        f"pgdurable schema {schema!r} of this App there); connect it to the App's database"
+    )
 
 
 def validate_dsn(dsn: str) -> None:

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "DatabaseUnavailable",
+    "InvalidConnection",
     "LeaseLost",
     "RunNotActive",
     "RunNotFound",
@@ -30,6 +31,11 @@ class StoreError(DurableError):
 
 class DatabaseUnavailable(StoreError):
     """The database cannot be reached."""
+
+
+class InvalidConnection(DurableError, ValueError):
+    """A connection passed as ``conn=`` cannot take pgdurable's writes: closed, in
+    autocommit mode, in a failed transaction, or to another database."""
 
 
 class ConflictError(StoreError):

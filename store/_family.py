@@ -3,8 +3,8 @@
 (children cancelled, parent told, waiters cleared, result() notified), and the direct
 appends of a client or of a worker acting for another run (no live lease on it).
 
-Every function here runs inside a transaction that its caller (a unit of work of the
-store) opened; none commits.
+Every method here is a plan (see ``_plan``) that runs inside a transaction its caller (a
+unit of work of the store) opened; none commits. ``yield from`` composes them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from ..replay.vocabulary import CLAIMABLE_STATUSES, TERMINAL_STATUSES, EventType, RunStatus
-from ._db import Conn, Database
+from ._db import Database
 from ._errors import ConflictError, RunNotActive, RunNotFound
+from ._plan import Plan, Query
 from ._records import NewEvent, events_json, jsonb_text
 
 __all__ = ["Family", "RunLock"]
@@ -54,9 +55,9 @@ class Family:
 
     # -- rows ----------------------------------------------------------------------------
 
-    def lock(self, conn: Conn, run_id: str) -> RunLock:
+    def lock(self, run_id: str) -> Plan[RunLock]:
         """Lock a run's row (FOR UPDATE); raises RunNotFound."""
-        row = conn.execute(self._q["lock_run"], {"run_id": run_id}).fetchone()
+        row = yield Query(self._q["lock_run"], {"run_id": run_id})
         if row is None:
             raise RunNotFound(run_id)
         return RunLock(
@@ -74,7 +75,6 @@ class Family:
 
     def append(
         self,
-        conn: Conn,
         lock: RunLock,
         events: Sequence[NewEvent],
         *,
@@ -84,10 +84,10 @@ class Family:
         set_error: bool = False,
         finish: bool = False,
         reopen: bool = False,
-    ) -> bool:
+    ) -> Plan[bool]:
         """Append to a locked run nobody holds a live lease on; returns whether a client
         watches it (for a done notification)."""
-        row = conn.execute(
+        row = yield Query(
             self._q["direct_append"],
             {
                 "run_id": lock.run_id,
@@ -101,61 +101,57 @@ class Family:
                 "finish": finish,
                 "reopen": reopen,
             },
-        ).fetchone()
+        )
         if row is None:  # pragma: no cover - the row lock makes this impossible
             raise ConflictError(f"run {lock.run_id!r} moved on during the change; try again")
         lock.last_seq = events[-1].seq if events else lock.last_seq
         lock.status = status
         return bool(row[0])
 
-    def notify(self, conn: Conn, channel: str, payload: str) -> None:
+    def notify(self, channel: str, payload: str) -> Plan[None]:
         """pg_notify, delivered at the transaction's commit."""
-        conn.execute(self._q["notify"], {"channel": channel, "payload": payload})
+        yield Query(self._q["notify"], {"channel": channel, "payload": payload}, "none")
 
     # -- controls ------------------------------------------------------------------------
 
     def control(
         self,
-        conn: Conn,
         run_id: str,
         kind: str,
         reason: str | None,
         now: datetime,
         *,
         raise_inactive: bool,
-    ) -> None:
+    ) -> Plan[None]:
         """Apply pause / resume / cancel to a run: queued for the worker that holds its
         lease, else appended to its log directly. A cancel cascades to its children."""
-        lock = self.lock(conn, run_id)
+        lock = yield from self.lock(run_id)
         if lock.status in TERMINAL_STATUSES:
             if raise_inactive:
                 raise RunNotActive(run_id, lock.status)
             return
-        self._apply(conn, lock, kind, reason, now)
+        yield from self._apply(lock, kind, reason, now)
         if kind == "cancel":
             # The run's own cancel first, then its children's: a child that ends because
             # of this cancel reports to a parent whose log (or inbox) already holds the
             # cancel, so the parent sees Cancelled, never ChildFailed, whatever the order
             # in which the children's ends arrive.
-            for child in self._active_children(conn, run_id):
-                self.control(
-                    conn, child, "cancel", f"parent {run_id} cancelled", now, raise_inactive=False
+            for child in (yield from self._active_children(run_id)):
+                yield from self.control(
+                    child, "cancel", f"parent {run_id} cancelled", now, raise_inactive=False
                 )
 
-    def _apply(
-        self, conn: Conn, lock: RunLock, kind: str, reason: str | None, now: datetime
-    ) -> None:
+    def _apply(self, lock: RunLock, kind: str, reason: str | None, now: datetime) -> Plan[None]:
         run_id = lock.run_id
         if lock.takes_messages:
             data = {"reason": reason} if kind == "cancel" else {}
-            self._post_control(conn, run_id, kind, data)
-            self.notify(conn, self._db.work_channel, run_id)
+            yield from self._post_control(run_id, kind, data)
+            yield from self.notify(self._db.work_channel, run_id)
             return
         seq = lock.last_seq + 1
         if kind == "pause":
             if lock.status != RunStatus.PAUSED:
-                self.append(
-                    conn,
+                yield from self.append(
                     lock,
                     [NewEvent(seq, EventType.RUN_PAUSED, {}, now)],
                     status=RunStatus.PAUSED,
@@ -163,8 +159,7 @@ class Family:
                 )
         elif kind == "resume":
             if lock.status == RunStatus.PAUSED:
-                self.append(
-                    conn,
+                yield from self.append(
                     lock,
                     [NewEvent(seq, EventType.RUN_RESUMED, {}, now)],
                     status=RunStatus.WAITING if lock.started else RunStatus.PENDING,
@@ -175,11 +170,10 @@ class Family:
                 # Nothing can run compensation: the generator never started, or its code no
                 # longer matches the log. The run ends here.
                 event = NewEvent(seq, EventType.RUN_CANCELLED, {"reason": reason}, now)
-                watched = self.append(
-                    conn, lock, [event], status=RunStatus.CANCELLED, wake_at=None, finish=True
+                watched = yield from self.append(
+                    lock, [event], status=RunStatus.CANCELLED, wake_at=None, finish=True
                 )
-                self.after_end(
-                    conn,
+                yield from self.after_end(
                     lock.run_id,
                     lock.parent_run_id,
                     lock.parent_pos,
@@ -189,14 +183,13 @@ class Family:
                     now,
                 )
             else:
-                self.append(
-                    conn,
+                yield from self.append(
                     lock,
                     [NewEvent(seq, EventType.CANCEL_REQUESTED, {"reason": reason}, now)],
                     status=RunStatus.WAITING,
                     wake_at=now,
                 )
-                self.notify(conn, self._db.work_channel, run_id)
+                yield from self.notify(self._db.work_channel, run_id)
         else:  # pragma: no cover - internal misuse
             raise ValueError(f"unknown control {kind!r}")
 
@@ -204,7 +197,6 @@ class Family:
 
     def after_end(
         self,
-        conn: Conn,
         run_id: str,
         parent_run_id: str | None,
         parent_pos: int | None,
@@ -212,57 +204,60 @@ class Family:
         end_data: dict[str, Any],
         watched: bool,
         now: datetime,
-    ) -> None:
+    ) -> Plan[None]:
         """Side effects of a run's end, inside the transaction that ends it."""
-        conn.execute(self._q["waiters_clear"], {"run_id": run_id})
-        for child in self._active_children(conn, run_id):
-            self.control(
-                conn, child, "cancel", f"parent {run_id} ended {status}", now, raise_inactive=False
+        yield Query(self._q["waiters_clear"], {"run_id": run_id}, "none")
+        for child in (yield from self._active_children(run_id)):
+            yield from self.control(
+                child, "cancel", f"parent {run_id} ended {status}", now, raise_inactive=False
             )
         if parent_run_id is not None and parent_pos is not None:
-            self._tell_parent(conn, parent_run_id, parent_pos, run_id, status, end_data, now)
+            yield from self._tell_parent(parent_run_id, parent_pos, run_id, status, end_data, now)
         if watched:
-            self.notify(conn, self._db.done_channel, run_id)
+            yield from self.notify(self._db.done_channel, run_id)
 
     def _tell_parent(
         self,
-        conn: Conn,
         parent_run_id: str,
         pos: int,
         child_run_id: str,
         status: RunStatus,
         end_data: dict[str, Any],
         now: datetime,
-    ) -> None:
+    ) -> Plan[None]:
         """Tell the parent how its child ended: queued if a worker holds the parent,
         else appended to the parent's log directly."""
         etype, data = child_result(pos, child_run_id, status, end_data)
-        lock = self.lock(conn, parent_run_id)
+        lock = yield from self.lock(parent_run_id)
         if lock.status in TERMINAL_STATUSES:
             return
         if lock.takes_messages:
-            self._post_control(conn, parent_run_id, "child_done", {"type": etype, "data": data})
-            self.notify(conn, self._db.work_channel, parent_run_id)
+            yield from self._post_control(
+                parent_run_id, "child_done", {"type": etype, "data": data}
+            )
+            yield from self.notify(self._db.work_channel, parent_run_id)
             return
         stopped = lock.status in (RunStatus.PAUSED, RunStatus.BLOCKED)
-        self.append(
-            conn,
+        yield from self.append(
             lock,
             [NewEvent(lock.last_seq + 1, etype, data, now)],
             status=lock.status if stopped else RunStatus.WAITING,
             wake_at=None if stopped else now,
         )
         if not stopped:
-            self.notify(conn, self._db.work_channel, parent_run_id)
+            yield from self.notify(self._db.work_channel, parent_run_id)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _active_children(self, conn: Conn, run_id: str) -> list[str]:
-        return [r[0] for r in conn.execute(self._q["active_children"], {"run_id": run_id})]
+    def _active_children(self, run_id: str) -> Plan[list[str]]:
+        rows = yield Query(self._q["active_children"], {"run_id": run_id}, "all")
+        return [r[0] for r in rows]
 
-    def _post_control(self, conn: Conn, run_id: str, kind: str, data: dict[str, Any]) -> None:
-        conn.execute(
-            self._q["post_control"], {"run_id": run_id, "kind": kind, "data": jsonb_text(data)}
+    def _post_control(self, run_id: str, kind: str, data: dict[str, Any]) -> Plan[None]:
+        yield Query(
+            self._q["post_control"],
+            {"run_id": run_id, "kind": kind, "data": jsonb_text(data)},
+            "none",
         )
 
 

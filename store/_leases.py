@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from psycopg.types.json import Jsonb
 
@@ -19,6 +19,7 @@ from ..replay.vocabulary import EventType, RunStatus
 from ._db import Conn, Database
 from ._errors import ConflictError, LeaseLost, RunNotFound
 from ._family import Family
+from ._plan import Plan, Query, drive
 from ._records import (
     AppendResult,
     Claim,
@@ -188,21 +189,20 @@ class LeaseStore:
         statement. Raises :class:`LeaseLost` or :class:`ConflictError`."""
         if mode == "hold" and len(events) == 1 and not set_custom and not set_error:
             return self._append_one(run_id, token, expected_seq, events[0], conn)
-        params = {
-            "run_id": run_id,
-            "token": token,
-            "expected_seq": expected_seq,
-            "new_seq": events[-1].seq if events else expected_seq,
-            "events": events_json(events),
-            "mode": mode,
-            "status": status,
-            "lease": lease_seconds,
-            "wake_at": wake_at,
-            "custom_status": jsonb_text(custom_status),
-            "set_custom": set_custom,
-            "error": jsonb_text(error),
-            "set_error": set_error,
-        }
+        params = _append_params(
+            run_id,
+            token,
+            expected_seq,
+            events,
+            mode=mode,
+            status=status,
+            lease_seconds=lease_seconds,
+            wake_at=wake_at,
+            custom_status=custom_status,
+            set_custom=set_custom,
+            error=error,
+            set_error=set_error,
+        )
         if conn is None:
             with self._db.connection() as c:
                 return self._append_on(c, params)
@@ -245,6 +245,39 @@ class LeaseStore:
         assert row is not None
         return AppendResult(bool(row[0]), False, False)
 
+    def append_in_step(
+        self,
+        *,
+        run_id: str,
+        token: uuid.UUID,
+        expected_seq: int,
+        events: Sequence[NewEvent],
+        lease_seconds: float,
+        custom_status: Any = None,
+        set_custom: bool = False,
+    ) -> Plan[AppendResult]:
+        """The fenced append (lease kept) of a transactional step's result, as a plan for
+        the step's own connection and transaction (sync or async): it first puts the
+        schema on the search_path for the rest of that transaction (the step's code has
+        run by then). Raises LeaseLost or ConflictError; the caller rolls back."""
+        yield Query(_STEP_SEARCH_PATH, (self._db.schema,))
+        params = _append_params(
+            run_id,
+            token,
+            expected_seq,
+            events,
+            mode="hold",
+            status=RunStatus.RUNNING,
+            lease_seconds=lease_seconds,
+            custom_status=custom_status,
+            set_custom=set_custom,
+        )
+        row = yield Query(self._q["append"], params)
+        if row is None:
+            fence = yield Query(self._q["fence_check"], {"run_id": run_id})
+            _raise_fence(fence, run_id, token, expected_seq)
+        return AppendResult(bool(row[0]), bool(row[1]), bool(row[2]))
+
     def finish_simple(
         self,
         conn: Conn,
@@ -278,13 +311,7 @@ class LeaseStore:
     def raise_fence(self, conn: Conn, run_id: str, token: uuid.UUID, expected_seq: int) -> None:
         """Raise the error that explains why a fenced append matched no row."""
         row = conn.execute(self._q["fence_check"], {"run_id": run_id}).fetchone()
-        if row is None:
-            raise RunNotFound(run_id)
-        if row[0] != token:
-            raise LeaseLost(f"lease on run {run_id!r} was lost; another worker owns it now")
-        raise ConflictError(
-            f"run {run_id!r} moved on: expected last seq {expected_seq}, found {row[1]}"
-        )
+        _raise_fence(row, run_id, token, expected_seq)
 
     # -- the inbox -------------------------------------------------------------------------
 
@@ -410,15 +437,17 @@ class LeaseStore:
                 set_error=True,
                 conn=conn,
             )
-            self._family.after_end(
+            drive(
                 conn,
-                end.run_id,
-                end.parent_run_id,
-                end.parent_pos,
-                end.status,
-                end.events[-1].data,
-                result.watched,
-                now,
+                self._family.after_end(
+                    end.run_id,
+                    end.parent_run_id,
+                    end.parent_pos,
+                    end.status,
+                    end.events[-1].data,
+                    result.watched,
+                    now,
+                ),
             )
 
         self._db.run(body)
@@ -457,3 +486,51 @@ class LeaseStore:
             conn.execute(self._q["delete_history"], {"run_id": run_id, "before": start.seq})
 
         self._db.run(body)
+
+
+# A transactional step's connection: the schema on the search_path for the rest of the
+# step's transaction (the step's own code has run; the commit ends it).
+_STEP_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), true)"
+
+
+def _append_params(
+    run_id: str,
+    token: uuid.UUID,
+    expected_seq: int,
+    events: Sequence[NewEvent],
+    *,
+    mode: Mode,
+    status: RunStatus,
+    lease_seconds: float,
+    wake_at: datetime | None = None,
+    custom_status: Any = None,
+    set_custom: bool = False,
+    error: dict[str, Any] | None = None,
+    set_error: bool = False,
+) -> dict[str, Any]:
+    """The parameters of the ``append`` query."""
+    return {
+        "run_id": run_id,
+        "token": token,
+        "expected_seq": expected_seq,
+        "new_seq": events[-1].seq if events else expected_seq,
+        "events": events_json(events),
+        "mode": mode,
+        "status": status,
+        "lease": lease_seconds,
+        "wake_at": wake_at,
+        "custom_status": jsonb_text(custom_status),
+        "set_custom": set_custom,
+        "error": jsonb_text(error),
+        "set_error": set_error,
+    }
+
+
+def _raise_fence(row: Any, run_id: str, token: uuid.UUID, expected_seq: int) -> NoReturn:
+    if row is None:
+        raise RunNotFound(run_id)
+    if row[0] != token:
+        raise LeaseLost(f"lease on run {run_id!r} was lost; another worker owns it now")
+    raise ConflictError(
+        f"run {run_id!r} moved on: expected last seq {expected_seq}, found {row[1]}"
+    )

@@ -1,17 +1,20 @@
 """The client's units of work: creating runs, signals, latched events, controls, retry,
-and reading runs back. Each public method is one transaction."""
+and reading runs back. Each method returns a :class:`Unit` (see ``_plan``) that a sync
+or an async executor runs, on a pooled connection or on the caller's own."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..replay.vocabulary import TERMINAL_STATUSES, EventType, RunStatus
-from ._db import Conn, Database
+from ._db import Database
 from ._errors import ConflictError, RunNotActive, RunNotFound, RunStateError
 from ._family import Family
+from ._plan import Plan, Query, Unit
 from ._records import (
     NewEvent,
     NewRun,
@@ -26,6 +29,8 @@ from ._records import (
 
 __all__ = ["Created", "RunStore"]
 
+_MAX_SEQ = 2**31 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Created:
@@ -38,7 +43,7 @@ class Created:
 
 
 class RunStore:
-    """Client-side operations on runs (see the module doc)."""
+    """Client-side operations on runs (see the module doc); no method does I/O."""
 
     def __init__(self, db: Database, family: Family) -> None:
         self._db = db
@@ -47,9 +52,12 @@ class RunStore:
 
     # -- creating runs ---------------------------------------------------------------------
 
-    def create_run(self, run: NewRun, conn: Conn | None = None) -> Created:
+    def create_run(self, run: NewRun) -> Unit[Created]:
         """Create a run with its first events, unless its run_id or its idempotency key
         (per workflow) exists; then nothing is written and the existing run is named."""
+        return Unit(functools.partial(self._create, run))
+
+    def _create(self, run: NewRun) -> Plan[Created]:
         params = {
             "run_id": run.run_id,
             "workflow": run.workflow,
@@ -67,23 +75,17 @@ class RunStore:
             "notify": run.notify,
             "channel": self._db.work_channel,
         }
-        if conn is not None:
-            return self._create_on(conn, run, params)
-        with self._db.connection() as c:
-            return self._create_on(c, run, params)
-
-    def _create_on(self, conn: Conn, run: NewRun, params: dict[str, Any]) -> Created:
-        row = conn.execute(self._q["create_run"], params).fetchone()
+        row = yield Query(self._q["create_run"], params)
         if row is not None:
             return Created(str(row[0]), True, run.workflow)
-        found = conn.execute(
+        found = yield Query(
             self._q["find_existing_run"],
             {
                 "run_id": run.run_id,
                 "workflow": run.workflow,
                 "idempotency_key": run.idempotency_key,
             },
-        ).fetchone()
+        )
         if found is None:  # pragma: no cover - a concurrent prune between the two statements
             raise ConflictError(f"run {run.run_id!r} could not be created; try again")
         return Created(str(found[0]), False, str(found[1]))
@@ -92,107 +94,105 @@ class RunStore:
 
     def signal(
         self, run_id: str, name: str, payload: Any, *, idempotency_key: str | None = None
-    ) -> int | None:
+    ) -> Unit[int | None]:
         """Put a signal in the run's inbox and wake it; returns the signal id, or None when
         a signal with this ``idempotency_key`` was sent to the run before (nothing is
         stored then). Raises RunNotFound, or RunNotActive for a run that has ended."""
-        with self._db.connection() as conn:
-            row = conn.execute(
-                self._q["send_signal"],
-                {
-                    "run_id": run_id,
-                    "name": name,
-                    "payload": jsonb_text(payload),
-                    "key": idempotency_key,
-                    "channel": self._db.work_channel,
-                },
-            ).fetchone()
-            if row is not None:
-                return int(row[1])
-            status = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
+        return Unit(functools.partial(self._signal, run_id, name, payload, idempotency_key))
+
+    def _signal(
+        self, run_id: str, name: str, payload: Any, idempotency_key: str | None
+    ) -> Plan[int | None]:
+        row = yield Query(
+            self._q["send_signal"],
+            {
+                "run_id": run_id,
+                "name": name,
+                "payload": jsonb_text(payload),
+                "key": idempotency_key,
+                "channel": self._db.work_channel,
+            },
+        )
+        if row is not None:
+            return int(row[1])
+        status = yield Query(self._q["run_status"], {"run_id": run_id})
         if status is None:
             raise RunNotFound(run_id)
         if RunStatus(status[0]) in TERMINAL_STATUSES or idempotency_key is None:
             raise RunNotActive(run_id, str(status[0]))
         return None  # sent before under this key
 
-    def emit_event(self, key: str, payload: Any) -> bool:
+    def emit_event(self, key: str, payload: Any) -> Unit[bool]:
         """Latch ``key`` (first write wins) and wake every run waiting for it."""
+        return Unit(functools.partial(self._emit, key, payload), tx=True)
 
-        def body(conn: Conn) -> bool:
-            conn.execute(self._q["key_lock"], {"key": key})
-            row = conn.execute(
-                self._q["latched_put"], {"key": key, "payload": jsonb_text(payload)}
-            ).fetchone()
-            if row is None:
-                return False
-            conn.execute(self._q["wake_waiters"], {"key": key, "channel": self._db.work_channel})
-            return True
+    def _emit(self, key: str, payload: Any) -> Plan[bool]:
+        yield Query(self._q["key_lock"], {"key": key}, "none")
+        row = yield Query(self._q["latched_put"], {"key": key, "payload": jsonb_text(payload)})
+        if row is None:
+            return False
+        yield Query(self._q["wake_waiters"], {"key": key, "channel": self._db.work_channel}, "none")
+        return True
 
-        return self._db.run(body)
-
-    def control(self, run_id: str, kind: str, reason: str | None, now: datetime) -> None:
+    def control(self, run_id: str, kind: str, reason: str | None, now: datetime) -> Unit[None]:
         """Pause, resume or cancel a run (cancel cascades to its unfinished children)."""
+        return Unit(
+            functools.partial(self._family.control, run_id, kind, reason, now, raise_inactive=True),
+            tx=True,
+        )
 
-        def body(conn: Conn) -> None:
-            self._family.control(conn, run_id, kind, reason, now, raise_inactive=True)
-
-        self._db.run(body)
-
-    def retry(self, run_id: str, now: datetime) -> None:
+    def retry(self, run_id: str, now: datetime) -> Unit[None]:
         """Let a failed or blocked run continue where it stopped: ``run_retried`` voids its
         ``run_failed`` and, when a step's failure ended it, that step's failures."""
+        return Unit(functools.partial(self._retry, run_id, now), tx=True)
 
-        def body(conn: Conn) -> None:
-            lock = self._family.lock(conn, run_id)
-            if lock.status not in (RunStatus.FAILED, RunStatus.BLOCKED):
-                raise RunStateError(
-                    f"run {run_id!r} is {lock.status}; only failed or blocked runs can be "
-                    "retried (use rerun to start it over)",
-                    run_id=run_id,
-                    status=lock.status,
-                )
-            voids = self._voids(conn, lock.run_id, lock.status, lock.last_seq, lock.history_start)
-            self._family.append(
-                conn,
-                lock,
-                [NewEvent(lock.last_seq + 1, EventType.RUN_RETRIED, {"voids": voids}, now)],
-                status=RunStatus.WAITING,
-                wake_at=now,
-                error=None,
-                set_error=True,
-                reopen=True,
+    def _retry(self, run_id: str, now: datetime) -> Plan[None]:
+        lock = yield from self._family.lock(run_id)
+        if lock.status not in (RunStatus.FAILED, RunStatus.BLOCKED):
+            raise RunStateError(
+                f"run {run_id!r} is {lock.status}; only failed or blocked runs can be "
+                "retried (use rerun to start it over)",
+                run_id=run_id,
+                status=lock.status,
             )
-            self._family.notify(conn, self._db.work_channel, run_id)
-
-        self._db.run(body)
+        voids = yield from self._voids(lock.run_id, lock.status, lock.last_seq, lock.history_start)
+        yield from self._family.append(
+            lock,
+            [NewEvent(lock.last_seq + 1, EventType.RUN_RETRIED, {"voids": voids}, now)],
+            status=RunStatus.WAITING,
+            wake_at=now,
+            error=None,
+            set_error=True,
+            reopen=True,
+        )
+        yield from self._family.notify(self._db.work_channel, run_id)
 
     def _voids(
-        self, conn: Conn, run_id: str, status: RunStatus, last_seq: int, history_start: int
-    ) -> list[int]:
+        self, run_id: str, status: RunStatus, last_seq: int, history_start: int
+    ) -> Plan[list[int]]:
         if status != RunStatus.FAILED:
             return []
-        last = conn.execute(
+        last = yield Query(
             self._q["copy_events"], {"run_id": run_id, "from_seq": last_seq, "to_seq": last_seq}
-        ).fetchone()
+        )
         if last is None or last[1] != EventType.RUN_FAILED:
             return []
         voids = [int(last[0])]
         cause = (last[2] or {}).get("cause_pos")
         if cause is None:
             return voids
-        failures = [
-            int(r[0])
-            for r in conn.execute(
-                self._q["step_failure_seqs"],
-                {"run_id": run_id, "from_seq": history_start, "pos": cause},
-            )
-        ]
+        rows = yield Query(
+            self._q["step_failure_seqs"],
+            {"run_id": run_id, "from_seq": history_start, "pos": cause},
+            "all",
+        )
+        failures = [int(r[0]) for r in rows]
         if failures:
-            after = conn.execute(
+            after = yield Query(
                 self._q["copy_events"],
-                {"run_id": run_id, "from_seq": max(failures) + 1, "to_seq": 2**31 - 1},
-            ).fetchall()
+                {"run_id": run_id, "from_seq": max(failures) + 1, "to_seq": _MAX_SEQ},
+                "all",
+            )
             quiet = (EventType.RUN_FAILED, EventType.STATUS_SET, EventType.PATCH_MARKER)
             if any(r[1] not in quiet for r in after):
                 raise RunStateError(
@@ -207,42 +207,39 @@ class RunStore:
 
     # -- reading runs ----------------------------------------------------------------------
 
-    def status(self, run_id: str) -> RunStatus:
+    def status(self, run_id: str) -> Unit[RunStatus]:
         """The run's status."""
-        with self._db.connection() as conn:
-            row = conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone()
-        if row is None:
-            raise RunNotFound(run_id)
-        return RunStatus(row[0])
+        return Unit(functools.partial(self._status, "run_status", run_id))
 
-    def watch(self, run_id: str) -> RunStatus:
+    def watch(self, run_id: str) -> Unit[RunStatus]:
         """Ask for a notification on the done channel when the run ends; returns its
         current status."""
-        with self._db.connection() as conn:
-            row = conn.execute(self._q["watch"], {"run_id": run_id}).fetchone()
+        return Unit(functools.partial(self._status, "watch", run_id))
+
+    def _status(self, query: str, run_id: str) -> Plan[RunStatus]:
+        row = yield Query(self._q[query], {"run_id": run_id})
         if row is None:
             raise RunNotFound(run_id)
         return RunStatus(row[0])
 
-    def get_run(self, run_id: str) -> RunRow:
+    def get_run(self, run_id: str) -> Unit[RunRow]:
         """The run's projection row plus its start and end event data."""
-        with self._db.connection() as conn:
-            row = conn.execute(self._q["get_run"], {"run_id": run_id}).fetchone()
+        return Unit(functools.partial(self._get_run, run_id))
+
+    def _get_run(self, run_id: str) -> Plan[RunRow]:
+        row = yield Query(self._q["get_run"], {"run_id": run_id})
         if row is None:
             raise RunNotFound(run_id)
         return _run_row(row)
 
-    def history(self, run_id: str, *, upto: int | None = None) -> list[StoredEvent]:
+    def history(self, run_id: str, *, upto: int | None = None) -> Unit[list[StoredEvent]]:
         """The run's log in order (up to and including seq ``upto``)."""
-        with self._db.connection() as conn:
-            rows = conn.execute(
-                self._q["history"], {"run_id": run_id, "upto": upto or 2**31 - 1}
-            ).fetchall()
-            if (
-                not rows
-                and conn.execute(self._q["run_status"], {"run_id": run_id}).fetchone() is None
-            ):
-                raise RunNotFound(run_id)
+        return Unit(functools.partial(self._history, run_id, upto or _MAX_SEQ))
+
+    def _history(self, run_id: str, upto: int) -> Plan[list[StoredEvent]]:
+        rows = yield Query(self._q["history"], {"run_id": run_id, "upto": upto}, "all")
+        if not rows and (yield Query(self._q["run_status"], {"run_id": run_id})) is None:
+            raise RunNotFound(run_id)
         return [StoredEvent(run_id, r[0], r[1], r[2], r[3]) for r in rows]
 
     def list_runs(
@@ -253,7 +250,7 @@ class RunStore:
         search: str | None,
         limit: int,
         offset: int,
-    ) -> tuple[list[RunRow], int]:
+    ) -> Unit[tuple[list[RunRow], int]]:
         """A page of runs, newest first, and the total that match."""
         pattern = None if search is None else f"%{_escape_like(search)}%"
         params = {
@@ -263,19 +260,23 @@ class RunStore:
             "limit": limit,
             "offset": offset,
         }
-        with self._db.connection() as conn:
-            rows = conn.execute(self._q["list_runs"], params).fetchall()
-            if rows:
-                total = int(rows[0][-1])
-            else:
-                total_row = conn.execute(self._q["count_runs"], params).fetchone()
-                total = int(total_row[0]) if total_row else 0
+        return Unit(functools.partial(self._list_runs, params))
+
+    def _list_runs(self, params: dict[str, Any]) -> Plan[tuple[list[RunRow], int]]:
+        rows = yield Query(self._q["list_runs"], params, "all")
+        if rows:
+            total = int(rows[0][-1])
+        else:
+            total_row = yield Query(self._q["count_runs"], params)
+            total = int(total_row[0]) if total_row else 0
         return [_run_row(r[:-1]) for r in rows], total
 
-    def live_workers(self) -> list[WorkerRow]:
+    def live_workers(self) -> Unit[list[WorkerRow]]:
         """Workers whose last heartbeat is younger than their lease, oldest first."""
-        with self._db.connection() as conn:
-            rows = conn.execute(self._q["live_workers"]).fetchall()
+        return Unit(self._live_workers)
+
+    def _live_workers(self) -> Plan[list[WorkerRow]]:
+        rows = yield Query(self._q["live_workers"], None, "all")
         return [
             WorkerRow(
                 worker_id=r[0],
@@ -292,27 +293,31 @@ class RunStore:
             for r in rows
         ]
 
-    def stats(self) -> list[StatRow]:
+    def stats(self) -> Unit[list[StatRow]]:
         """How many runs each workflow has in each status (pairs that occur)."""
-        with self._db.connection() as conn:
-            rows = conn.execute(self._q["stats"]).fetchall()
+        return Unit(self._stats)
+
+    def _stats(self) -> Plan[list[StatRow]]:
+        rows = yield Query(self._q["stats"], None, "all")
         return [StatRow(r[0], RunStatus(r[1]), int(r[2])) for r in rows]
 
-    def prune_batch(self, cutoff: datetime, batch: int) -> PruneCounts:
+    def prune_batch(self, cutoff: datetime, batch: int) -> Unit[PruneCounts]:
         """Delete up to ``batch`` ended runs older than ``cutoff`` with their rows, in one
         short transaction."""
-        with self._db.connection() as conn:
-            row = conn.execute(
-                self._q["prune_batch"], {"cutoff": cutoff, "batch": batch}
-            ).fetchone()
+        return Unit(functools.partial(self._prune_batch, cutoff, batch))
+
+    def _prune_batch(self, cutoff: datetime, batch: int) -> Plan[PruneCounts]:
+        row = yield Query(self._q["prune_batch"], {"cutoff": cutoff, "batch": batch})
         assert row is not None
         return PruneCounts(int(row[0]), int(row[1]), int(row[2]))
 
-    def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
+    def find_run_ids(self, prefix: str, limit: int = 2) -> Unit[list[str]]:
         """Up to ``limit`` run ids that start with ``prefix``, in order."""
         params = {"pattern": f"{_escape_like(prefix)}%", "limit": limit}
-        with self._db.connection() as conn:
-            rows = conn.execute(self._q["find_run_ids"], params).fetchall()
+        return Unit(functools.partial(self._find_run_ids, params))
+
+    def _find_run_ids(self, params: dict[str, Any]) -> Plan[list[str]]:
+        rows = yield Query(self._q["find_run_ids"], params, "all")
         return [str(r[0]) for r in rows]
 
 

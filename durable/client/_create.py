@@ -1,7 +1,8 @@
 """The one place that creates runs: ``start``, ``rerun``, ``fork`` and children.
 
 Each builds the run's first events and its timing (when it may start, its deadline from
-the workflow timeout) the same way, and the store creates it in one statement. The
+the workflow timeout) the same way, as a unit of work that creates it in one statement
+(run by the sync or the async client, or by a worker for a child). The
 timeout travels with the run: a rerun or a fork copies the source run's, so it holds
 whichever process creates them, with or without the workflow registered.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from .._clock import new_seed
 from .._registry import Registry, WorkflowDef
 from ..replay.vocabulary import EventType
-from ..store import Created, NewEvent, NewRun, RunRow, RunStore, StoredEvent
+from ..store import Created, NewEvent, NewRun, RunRow, RunStore, StoredEvent, Unit
 
 __all__ = ["RunCreator", "child_run_id", "fork_events"]
 
@@ -37,7 +38,7 @@ class RunCreator:
         idempotency_key: str | None,
         begin: datetime,
         now: datetime,
-    ) -> Created:
+    ) -> Unit[Created]:
         """A new run of a registered workflow, startable from ``begin``."""
         return self._create(
             run_id or str(uuid.uuid4()),
@@ -49,7 +50,7 @@ class RunCreator:
             idempotency_key=idempotency_key,
         )
 
-    def rerun(self, source: RunRow, now: datetime) -> Created:
+    def rerun(self, source: RunRow, now: datetime) -> Unit[Created]:
         """A new run of ``source``'s workflow and arguments, its timeout included."""
         args = (source.start_data or {}).get("args", [])
         return self._create(
@@ -63,7 +64,7 @@ class RunCreator:
             source_run_id=source.run_id,
         )
 
-    def fork(self, source: RunRow, events: Sequence[StoredEvent], now: datetime) -> Created:
+    def fork(self, source: RunRow, events: Sequence[StoredEvent], now: datetime) -> Unit[Created]:
         """A new run whose log starts as a copy of ``events`` (renumbered from 1)."""
         copied = fork_events(events)
         renumbered = [
@@ -88,7 +89,7 @@ class RunCreator:
         workflow: str,
         encoded_args: list[Any],
         now: datetime,
-    ) -> Created:
+    ) -> Unit[Created]:
         """The child at position ``pos`` of a parent's current history; its id is
         deterministic, so creating it again (after a crash) finds the same run."""
         wf = self._registry.workflows.get(workflow)
@@ -118,7 +119,7 @@ class RunCreator:
         parent_run_id: str | None = None,
         parent_pos: int | None = None,
         source_run_id: str | None = None,
-    ) -> Created:
+    ) -> Unit[Created]:
         deadline = begin + timedelta(seconds=timeout) if timeout else None
         return self._runs.create_run(
             NewRun(

@@ -25,7 +25,8 @@ from ._endings import Endings
 from ._inbox import Inbox
 from ._recorder import Recorder
 from ._state import Activation, Lost, WorkerState
-from ._steps import StepRunner
+from ._steps import StepRunner, step_def
+from ._transact import TransactionalSteps
 
 __all__ = ["RunDriver"]
 
@@ -42,12 +43,14 @@ class RunDriver:
         inbox: Inbox,
         endings: Endings,
         steps: StepRunner,
+        transactional: TransactionalSteps,
     ) -> None:
         self._state = state
         self._recorder = recorder
         self._inbox = inbox
         self._endings = endings
         self._steps = steps
+        self._transactional = transactional
 
     def activate(self, act: Activation, history: list[HistoryEvent]) -> None:
         """A run was just claimed: replay what it has not seen yet and go on."""
@@ -87,18 +90,26 @@ class RunDriver:
         """The hot path: run a step in this thread, record its result together with what
         it leads to (one commit), and go on with the next step while there is exactly one."""
         while step is not None:
+            definition = step_def(step.call)
             try:
-                event = self._steps.run(step)
+                if definition is not None and definition.transactional:
+                    # None: its result is written already, in the step's own transaction
+                    event = self._transactional.run(act, step, definition)
+                else:
+                    event = self._steps.run(step)
             except Exception as exc:  # the step runner itself failed (user errors are events)
                 with act.lock:
-                    self._let_go(act, exc)
+                    if act.done:
+                        self._let_go_if_lost(act)
+                    else:
+                        self._let_go(act, exc)
                 return
             with act.lock:
                 if act.done:
                     self._let_go_if_lost(act)
                     return
                 act.in_flight.discard(step.pos)
-                step = self._advance_or_let_go(act, [event])
+                step = self._advance_or_let_go(act, [event] if event is not None else [])
 
     def _advance_or_let_go(self, act: Activation, produced: list[NewEvent]) -> PendingStep | None:
         try:

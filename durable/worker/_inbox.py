@@ -5,6 +5,7 @@ and children, and the time to wake a run that is let go."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,7 +16,7 @@ from ..client import RunCreator, child_run_id
 from ..replay import HistoryEvent, PendingChild, PendingStep, PendingTimer, PendingWait
 from ..replay.errors import DurableError
 from ..replay.vocabulary import EventType, RunStatus
-from ..store import DueTimer, InboxWait, LeaseStore, NewEvent
+from ..store import Created, DueTimer, InboxWait, LeaseStore, NewEvent, Unit
 from ._state import Activation, Lost, WorkerState
 
 __all__ = ["Inbox"]
@@ -30,11 +31,13 @@ class Inbox:
         self,
         leases: LeaseStore,
         creator: RunCreator,
+        create: Callable[[Unit[Created]], Created],
         codec: Codec,
         state: WorkerState,
     ) -> None:
         self._leases = leases
         self._creator = creator
+        self._create = create
         self._codec = codec
         self._state = state
 
@@ -139,7 +142,9 @@ class Inbox:
                 "message": str(exc),
             }
             return NewEvent(0, EventType.CHILD_FAILED, data, now)
-        created = self._creator.child(act.run_id, act.history_start, p.pos, workflow, args, now)
+        created = self._create(
+            self._creator.child(act.run_id, act.history_start, p.pos, workflow, args, now)
+        )
         data = {"pos": p.pos, "workflow": workflow, "child_run_id": created.run_id}
         return NewEvent(0, EventType.CHILD_STARTED, data, now)
 

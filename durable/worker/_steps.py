@@ -20,7 +20,7 @@ from ..replay.vocabulary import EventType
 from ..store import NewEvent
 from ._attempts import Attempt, Attempts
 
-__all__ = ["StepRunner", "error_type"]
+__all__ = ["StepRunner", "error_type", "step_def"]
 
 log = logging.getLogger("durable.worker")
 
@@ -74,20 +74,20 @@ class StepRunner:
                 # ended before this one was asked for (no timeout let it run on), so there is
                 # nothing to wait for or to count.
                 value = definition.fn(*call.args, **call.kwargs)
-                return self._completed(step, value)
+                return self.completed(step, value)
             key: Hashable = (run_id, step.pos, call.name) if run_id else (id(call), step.pos)
             attempt = self.attempts.begin(key, call.name, run_id or "?", step.attempt)
             if definition.is_async:
                 value = self._await(definition, call, attempt)
             else:
                 value = self._call(definition, call, attempt)
-            return self._completed(step, value)
+            return self.completed(step, value)
         except BaseException as exc:  # a step may raise anything; we record it
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            return self._failure(step, definition, exc)
+            return self.failure(step, definition, exc)
 
-    def _completed(self, step: PendingStep, value: Any) -> NewEvent:
+    def completed(self, step: PendingStep, value: Any) -> NewEvent:
         """The event of an attempt that returned ``value`` (SerializationError if the codec
         cannot store it: the caller records that as a failed, not retried, attempt)."""
         encoded = self._codec.encode(value)
@@ -183,7 +183,7 @@ class StepRunner:
 
     # -- outcomes --------------------------------------------------------------------------
 
-    def _failure(
+    def failure(
         self, step: PendingStep, definition: StepDef | None, exc: BaseException
     ) -> NewEvent:
         now = utcnow()
@@ -220,6 +220,11 @@ def _registered(call: StepCall) -> tuple[StepDef | None, str]:
     if isinstance(options, StepDef):
         return options, ""
     return None, ""
+
+
+def step_def(call: StepCall) -> StepDef | None:
+    """The registered step of a call (None if this worker does not register it)."""
+    return _registered(call)[0]
 
 
 class _Carried(Exception):

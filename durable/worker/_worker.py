@@ -35,6 +35,7 @@ from ._loop import EventLoopThread
 from ._recorder import Recorder
 from ._state import WorkerState
 from ._steps import StepRunner
+from ._transact import TransactionalSteps
 
 __all__ = ["Worker", "WorkerHost"]
 
@@ -138,12 +139,24 @@ class Worker:
         group = store.group_appender()
         replayer = Replayer(registry)
         recorder = Recorder(store.leases, group, codec, state, cache, self.lease_seconds)
-        inbox = Inbox(store.leases, RunCreator(store.runs, registry), codec, state)
+        inbox = Inbox(
+            store.leases, RunCreator(store.runs, registry), store.db.perform, codec, state
+        )
         endings = Endings(store.leases, group, codec, recorder, replayer, state)
         loop = EventLoopThread()
         loop.start()
         steps = StepRunner(codec, loop.loop, Attempts(self.concurrency, self.worker_id))
-        driver = RunDriver(state, recorder, inbox, endings, steps)
+        transactional = TransactionalSteps(
+            store.db,
+            store.leases,
+            recorder,
+            steps,
+            state,
+            loop.loop,
+            lease_seconds=self.lease_seconds,
+            concurrency=self.concurrency,
+        )
+        driver = RunDriver(state, recorder, inbox, endings, steps, transactional)
         claimer = Claimer(
             store.leases,
             registry,
@@ -183,6 +196,7 @@ class Worker:
             # From here on nothing new is submitted (stopping already keeps new steps from
             # starting); late timer ticks and notifications are dropped.
             state.shutdown()
+            transactional.close()
             loop.stop()  # the pool is drained: nothing awaits an async step any more
             for attempt in steps.attempts.still_running():
                 log.warning(

@@ -73,6 +73,7 @@ class WorkerFleet:
     lease_seconds: float = LEASE_SECONDS
     poll_interval: float = POLL_INTERVAL
     app: str = APP
+    extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[WorkerProcess] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
@@ -81,6 +82,7 @@ class WorkerFleet:
         env["DURABLE_HOME"] = str(self.log_dir / "durable-home")  # never ./.durable
         env["PYTHONPATH"] = str(HERE)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         return env
 
     def start(self, count: int = 1) -> list[WorkerProcess]:

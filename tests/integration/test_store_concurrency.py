@@ -44,8 +44,10 @@ def started(run_id: str) -> list[NewEvent]:
 
 def make_run(store: Store, run_id: str | None = None, workflow: str = WF) -> str:
     rid = run_id or f"run-{uuid.uuid4().hex[:12]}"
-    made = store.runs.create_run(
-        NewRun(run_id=rid, workflow=workflow, events=started(rid), now=now(), wake_at=now())
+    made = store.db.perform(
+        store.runs.create_run(
+            NewRun(run_id=rid, workflow=workflow, events=started(rid), now=now(), wake_at=now())
+        )
     )
     assert made.created and made.run_id == rid
     return rid
@@ -91,7 +93,7 @@ def row(dsn: str, run_id: str) -> dict[str, Any]:
 
 
 def log(store: Store, run_id: str) -> list[tuple[int, str, dict[str, Any]]]:
-    return [(e.seq, e.type, e.data) for e in store.runs.history(run_id)]
+    return [(e.seq, e.type, e.data) for e in store.db.perform(store.runs.history(run_id))]
 
 
 def assert_contiguous(dsn: str, store: Store, run_id: str) -> list[tuple[int, str, Any]]:
@@ -162,7 +164,7 @@ def test_two_writers_at_the_same_seq_exactly_one_wins(
     writers = [stores(max_size=2), stores(max_size=2)]
     # warm both pools so each writer has its own open connection from the start
     for s in writers:
-        s.runs.status(run_id)
+        s.db.perform(s.runs.status(run_id))
     barrier = threading.Barrier(2)
     seq = claim.last_seq
     wins = {0: 0, 1: 0}
@@ -479,14 +481,16 @@ def test_concurrent_create_run_with_the_same_id_or_key_makes_one_run(
 
     def create(i: int, run_id: str, key: str | None) -> tuple[str, bool]:
         barrier.wait(timeout=10)
-        made = creators[i].runs.create_run(
-            NewRun(
-                run_id=run_id,
-                workflow=WF,
-                events=started(run_id),
-                now=now(),
-                wake_at=now(),
-                idempotency_key=key,
+        made = creators[i].db.perform(
+            creators[i].runs.create_run(
+                NewRun(
+                    run_id=run_id,
+                    workflow=WF,
+                    events=started(run_id),
+                    now=now(),
+                    wake_at=now(),
+                    idempotency_key=key,
+                )
             )
         )
         return made.run_id, made.created
@@ -548,7 +552,7 @@ def test_emit_event_racing_a_waiter_never_loses_the_wake_up(
 
     def emit(key: str, i: int) -> bool:
         barrier.wait(timeout=10)
-        return emitter.runs.emit_event(key, {"i": i})
+        return emitter.db.perform(emitter.runs.emit_event(key, {"i": i}))
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         for i, run_id in enumerate(ids):
@@ -592,8 +596,8 @@ def test_emit_to_an_unleased_waiting_run_sets_wake_at(dsn: str, store: Store) ->
     )
     state = row(dsn, run_id)
     assert state["status"] == "waiting" and state["wake_at"] is None and not state["nudged"]
-    assert store.runs.emit_event("k", {"v": 1}) is True
-    assert store.runs.emit_event("k", {"v": 2}) is False
+    assert store.db.perform(store.runs.emit_event("k", {"v": 1})) is True
+    assert store.db.perform(store.runs.emit_event("k", {"v": 2})) is False
     state = row(dsn, run_id)
     assert state["nudged"] and state["due"]
     assert [c.run_id for c in store.leases.claim("w2", 10, 60.0, [WF])] == [run_id]

@@ -1,0 +1,328 @@
+"""Every client operation written once, for the sync and the async client.
+
+An operation is a generator that checks its arguments, yields the store's units of work
+(each one transaction, see ``durable.store.Unit``) and gets each one's result back (or
+its error, thrown in at the ``yield``), and returns what the caller gets. It does no I/O:
+:class:`~durable.client.Client` runs the units on the sync pool, ``AsyncClient`` on the
+async pool, and either of them on a caller's connection for ``conn=``. So the two clients
+cannot drift apart: the checks, the messages and the meaning of every result live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from .._clock import utcnow
+from .._errors import AmbiguousRunId, InvalidArgument, RunCancelled, RunTimedOut
+from .._models import Event, PruneResult, RunInfo, RunPage, WorkerInfo, seconds
+from .._registry import Registry
+from ..replay.errors import RunFailed
+from ..replay.vocabulary import RunStatus
+from ..store import (
+    Created,
+    DatabaseUnavailable,
+    RunNotFound,
+    RunRow,
+    RunStateError,
+    RunStore,
+    Unit,
+)
+from ._create import RunCreator
+
+__all__ = ["Op", "Ops"]
+
+T = TypeVar("T")
+Op = Generator[Unit[Any], Any, T]
+
+_STATUSES = tuple(str(s) for s in RunStatus)
+
+
+class Ops:
+    """The client's operations over one store's units of work (see the module doc)."""
+
+    def __init__(self, runs: RunStore, registry: Registry) -> None:
+        self.runs = runs
+        self._registry = registry
+        self._creator = RunCreator(runs, registry)
+
+    @property
+    def _codec(self) -> Any:
+        return self._registry.codec
+
+    # -- starting runs -----------------------------------------------------------------------
+
+    def start(
+        self,
+        workflow: Any,
+        args: tuple[Any, ...],
+        *,
+        run_id: str | None,
+        idempotency_key: str | None,
+        start_at: datetime | None,
+        delay: float | timedelta | None,
+    ) -> Op[Created]:
+        """See :meth:`durable.App.start`."""
+        wf = self._registry.workflow_def(workflow)
+        wf.check_args(args)
+        if start_at is not None and delay is not None:
+            raise ValueError("pass start_at or delay, not both")
+        if start_at is not None and (
+            not isinstance(start_at, datetime) or start_at.utcoffset() is None
+        ):
+            raise ValueError("start_at must be an aware datetime (with a timezone)")
+        delay_s = seconds(delay, "delay")
+        encoded = self._codec.encode_args(args)
+        now = utcnow()
+        begin = start_at.astimezone(UTC) if start_at is not None else now
+        if delay_s:
+            begin = now + timedelta(seconds=delay_s)
+        created: Created = yield self._creator.start(
+            wf, encoded, run_id=run_id, idempotency_key=idempotency_key, begin=begin, now=now
+        )
+        if not created.created and created.workflow != wf.name:
+            raise RunStateError(
+                f"run {created.run_id!r} exists and is a run of workflow {created.workflow!r}, "
+                f"not {wf.name!r}; choose another run_id",
+                run_id=created.run_id,
+            )
+        return created
+
+    # -- talking to runs ---------------------------------------------------------------------
+
+    def signal(
+        self, run_id: str, name: str, payload: Any, *, idempotency_key: str | None
+    ) -> Op[None]:
+        """See :meth:`durable.App.signal`."""
+        encoded = self._codec.encode(payload)
+        try:
+            yield self.runs.signal(run_id, name, encoded, idempotency_key=idempotency_key)
+        except DatabaseUnavailable as exc:
+            hint = (
+                "send it again with the same idempotency_key: it is stored at most once"
+                if idempotency_key is not None
+                else "pass an idempotency_key to send it again safely"
+            )
+            raise DatabaseUnavailable(
+                f"{exc}; the signal {name!r} to run {run_id} may or may not have been stored: "
+                f"{hint}"
+            ) from exc
+
+    def emit_event(self, key: str, payload: Any) -> Op[bool]:
+        """See :meth:`durable.App.emit_event`."""
+        emitted: bool = yield self.runs.emit_event(key, self._codec.encode(payload))
+        return emitted
+
+    def control(self, run_id: str, kind: str, reason: str | None = None) -> Op[None]:
+        """Pause, resume or cancel (see :meth:`durable.App.pause`)."""
+        yield self.runs.control(run_id, kind, reason, utcnow())
+
+    # -- operating ---------------------------------------------------------------------------
+
+    def retry(self, run_id: str) -> Op[str]:
+        """See :meth:`durable.App.retry`."""
+        yield self.runs.retry(run_id, utcnow())
+        return run_id
+
+    def rerun(self, run_id: str) -> Op[str]:
+        """See :meth:`durable.App.rerun`; the new run's id."""
+        source: RunRow = yield self.runs.get_run(run_id)
+        created: Created = yield self._creator.rerun(source, utcnow())
+        return created.run_id
+
+    def fork(self, run_id: str, at_seq: int) -> Op[str]:
+        """See :meth:`durable.App.fork`; the new run's id."""
+        source: RunRow = yield self.runs.get_run(run_id)
+        if at_seq < source.history_start or at_seq > source.last_seq:
+            raise InvalidArgument(
+                f"at_seq must be between {source.history_start} and {source.last_seq} "
+                f"for run {run_id!r}"
+            )
+        events = yield self.runs.history(run_id, upto=at_seq)
+        created: Created = yield self._creator.fork(source, events, utcnow())
+        return created.run_id
+
+    def prune(
+        self,
+        older_than: timedelta | datetime | float,
+        *,
+        batch: int,
+        progress: Callable[[PruneResult], None] | None,
+    ) -> Op[PruneResult]:
+        """See :meth:`durable.App.prune`."""
+        if isinstance(older_than, datetime):
+            if older_than.utcoffset() is None:
+                raise ValueError("a prune cutoff datetime must be aware (with a timezone)")
+            cutoff = older_than
+        else:
+            age = seconds(older_than, "older_than")
+            assert age is not None
+            cutoff = utcnow() - timedelta(seconds=age)
+        total = PruneResult()
+        while True:
+            counts = yield self.runs.prune_batch(cutoff, batch)
+            if counts.runs == 0:
+                return total
+            total = PruneResult(
+                runs=total.runs + counts.runs,
+                events=total.events + counts.events,
+                signals=total.signals + counts.signals,
+            )
+            if progress is not None:
+                progress(total)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def status(self, run_id: str) -> Op[str]:
+        """The run's current status."""
+        status = yield self.runs.status(run_id)
+        return str(status)
+
+    def get_run(self, run_id: str) -> Op[RunInfo]:
+        """See :meth:`durable.App.get_run`."""
+        row = yield self.runs.get_run(run_id)
+        return self.info(row)
+
+    def history(self, run_id: str) -> Op[list[Event]]:
+        """See :meth:`durable.App.history`."""
+        events = yield self.runs.history(run_id)
+        return [Event(seq=e.seq, type=e.type, created_at=e.created_at, data=e.data) for e in events]
+
+    def list_runs(
+        self,
+        workflow: str | None,
+        status: str | None,
+        search: str | None,
+        limit: int,
+        offset: int,
+    ) -> Op[RunPage]:
+        """See :meth:`durable.App.list_runs`."""
+        if limit < 0 or offset < 0:
+            raise InvalidArgument("limit and offset must not be negative")
+        if status is not None and status not in _STATUSES:
+            raise InvalidArgument(
+                f"unknown status {status!r}; the statuses are {', '.join(_STATUSES)}"
+            )
+        rows, total = yield self.runs.list_runs(
+            workflow=workflow, status=status, search=search, limit=limit, offset=offset
+        )
+        return RunPage(runs=[self.info(r) for r in rows], total=total)
+
+    def workers(self) -> Op[list[WorkerInfo]]:
+        """See :meth:`durable.App.workers`."""
+        rows = yield self.runs.live_workers()
+        return [
+            WorkerInfo(
+                worker_id=w.worker_id,
+                host=w.host,
+                pid=w.pid,
+                started_at=w.started_at,
+                last_seen=w.last_seen,
+                concurrency=w.concurrency,
+                workflows=w.workflows,
+                queues=w.queues,
+                runs_held=w.runs_held,
+            )
+            for w in rows
+        ]
+
+    def stats(self) -> Op[dict[str, Any]]:
+        """See :meth:`durable.App.stats`."""
+        by_status: dict[str, int] = {}
+        by_workflow: dict[str, dict[str, int]] = {}
+        total = 0
+        for row in (yield self.runs.stats()):
+            total += row.count
+            status = str(row.status)
+            by_status[status] = by_status.get(status, 0) + row.count
+            by_workflow.setdefault(row.workflow, {})[status] = row.count
+        return {"total": total, "by_status": by_status, "by_workflow": by_workflow}
+
+    def resolve_run_id(self, given: str) -> Op[str]:
+        """See :meth:`durable.App.resolve_run_id`."""
+
+        def exists(run_id: str) -> Op[bool]:
+            try:
+                yield self.runs.status(run_id)
+            except RunNotFound:
+                return False
+            return True
+
+        def by_prefix(prefix: str) -> Op[str | list[str]]:
+            """The one run ``prefix`` names, else the ids it matches (up to 1001)."""
+            if len(prefix) < 4:  # as git: shorter prefixes are too easy to mistype
+                return []
+            found: list[str] = yield self.runs.find_run_ids(prefix, limit=1001)
+            if len(found) == 1:
+                return found[0]
+            # A run and its children (``<parent>:<pos>``): the prefix names the parent.
+            if 1 < len(found) < 1001 and all(f.startswith(found[0] + ":") for f in found[1:]):
+                return found[0]
+            return found
+
+        if (yield from exists(given)):
+            return given
+        found = yield from by_prefix(given)
+        if isinstance(found, str):
+            return found
+        if not found and ":" in given:  # a root cut short, then the rest: a child's id
+            head, _, tail = given.partition(":")
+            root = yield from by_prefix(head)
+            if isinstance(root, list):
+                roots = {f.partition(":")[0] for f in root}
+                root = roots.pop() if len(roots) == 1 else ""
+            if root and (yield from exists(f"{root}:{tail}")):
+                return f"{root}:{tail}"
+        if not found:
+            raise RunNotFound(given)
+        raise AmbiguousRunId(given, found[:5], more=len(found) > 5)
+
+    # -- what rows mean ----------------------------------------------------------------------
+
+    def outcome(self, row: RunRow) -> Any:
+        """The result of an ended run, or the error its end stands for."""
+        end = row.end_data or {}
+        if row.status == RunStatus.COMPLETED:
+            return self._registry.decode_result(row.workflow, end.get("result"))
+        if row.status == RunStatus.FAILED:
+            raise RunFailed(row.run_id, end.get("error_type", "unknown"), end.get("message", ""))
+        if row.status == RunStatus.CANCELLED:
+            raise RunCancelled(row.run_id, end.get("reason"))
+        raise RunTimedOut(row.run_id)
+
+    def info(self, row: RunRow) -> RunInfo:
+        """A run's row as the public :class:`RunInfo`."""
+        start = row.start_data or {}
+        end = row.end_data or {}
+        args = None
+        if "args" in start:
+            try:
+                args = list(self._registry.decode_args(row.workflow, start["args"]))
+            except Exception:
+                args = list(start["args"])
+        result = None
+        if row.status == RunStatus.COMPLETED:
+            result = self._registry.decode_result(row.workflow, end.get("result"))
+        return RunInfo(
+            run_id=row.run_id,
+            workflow=row.workflow,
+            status=str(row.status),
+            args=args,
+            result=result,
+            error=row.error,
+            custom_status=self._codec.decode(row.custom_status),
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+            parent_run_id=row.parent_run_id,
+            source_run_id=row.source_run_id,
+            idempotency_key=row.idempotency_key,
+        )
+
+
+def timeout_message(run_id: str, timeout: float | None, status: str) -> str:
+    """What ``result(timeout=...)`` says when the time is up."""
+    return (
+        f"run {run_id!r} did not finish within {timeout:g}s (status {status}); is a worker running?"
+    )
