@@ -32,6 +32,13 @@ EXPECTED: dict[str, list[str]] = {
         "[status cancelled]",
         "order A-300: expired: refunded receipt-A-300 [status completed]",
     ],
+    "fastapi_orders.py": [
+        "POST /orders A-1: 201",
+        "POST /orders A-1 again: 409 order A-1 exists already",
+        "order A-1: shipped (run completed): WH-1-A-1",
+        "order A-2: rejected (run completed): not enough lamp for order A-2",
+        "orders with a run: 2; lamps left: 1",
+    ],
     "saga.py": [
         "order S-1: completed, tracking track-S-1, charge-hold-S-1",
         "  shipping child run: completed",
