@@ -13,7 +13,8 @@ synchronous_commit stay on), it measures:
 - serial: one workflow of 1,000 no-op steps (steps/s, ms per step);
 - throughput: 2,000 workflows of 3 no-op steps, all enqueued first, then run by the
   workers at concurrency 16 and 32 (workflows/s and steps/s from the worker's start to
-  the last completion, seen by a count query every 20 ms);
+  the last completion, seen by a count query every 20 ms), and the same through a queue
+  with concurrency 64 (a limit that never binds: the cost of admission), side by side;
 - the same two workloads on DBOS, in a separate database of the same server;
 - statements and commits per step of the serial workload (pg_stat_statements calls and
   the xact_commit delta of pg_stat_database, per step, after subtracting a run of the
@@ -58,6 +59,9 @@ POLL_INTERVAL = 0.02  # seconds between count queries while waiting for completi
 DBOS_QUEUE = "bench"
 DBOS_APP = "pgdurable-bench"
 INSTALL_DBOS = "pip install -e '.[bench]'"
+QUEUED = "pgdurable-queued"  # the throughput workload through a queue
+QUEUE_CONCURRENCY = 64  # its limit: above the worker's concurrency, so it never binds
+QUEUED_TARGET = 0.85  # queued workflows/s within 15% of unqueued
 
 
 # -- the workloads, as run in a child process ---------------------------------------------
@@ -186,12 +190,15 @@ def child_pgdurable_serial(
 
 
 def child_pgdurable_throughput(
-    dsn: str, n: int, concurrency: int, server_pid: int
+    dsn: str, n: int, concurrency: int, server_pid: int, queued: bool = False
 ) -> dict[str, Any]:
     app = _pgdurable_app(dsn)
+    queue = None
+    if queued:  # a queue whose limit never binds: what admission itself costs
+        queue = app.queue("bench", concurrency=QUEUE_CONCURRENCY).name
     started = time.perf_counter()
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: app.start("bench_three"), range(n)))
+        list(pool.map(lambda _: app.start("bench_three", queue=queue), range(n)))
     enqueue_seconds = time.perf_counter() - started
     query = (
         "SELECT count(*) /* bench-poll */ FROM durable.runs "
@@ -271,6 +278,8 @@ def run_as_child(args: argparse.Namespace) -> None:
         out = child_pgdurable_serial(dsn, args.n, args.warmup, args.concurrency, pid)
     elif args.child == "pgdurable-throughput":
         out = child_pgdurable_throughput(dsn, args.n, args.concurrency, pid)
+    elif args.child == "pgdurable-queued-throughput":
+        out = child_pgdurable_throughput(dsn, args.n, args.concurrency, pid, queued=True)
     elif args.child == "dbos-serial":
         out = child_dbos_serial(dsn, args.n, args.warmup, pid)
     elif args.child == "dbos-throughput":
@@ -481,13 +490,15 @@ def measure(args: argparse.Namespace, results: Results, warmup: int, pg_seconds:
                 runner.child(mode, n=results.steps, warmup=warmup) for _ in range(results.reps)
             ]
         for concurrency in results.concurrencies:
-            for system in results.systems:
-                results.tput[(system, concurrency)] = [
-                    runner.child(
-                        f"{system}-throughput", n=results.workflows, concurrency=concurrency
+            # the queued variant side by side with the unqueued one, repetition by repetition
+            systems = [*results.systems, QUEUED]
+            for _ in range(results.reps):
+                for system in systems:
+                    results.tput.setdefault((system, concurrency), []).append(
+                        runner.child(
+                            f"{system}-throughput", n=results.workflows, concurrency=concurrency
+                        )
                     )
-                    for _ in range(results.reps)
-                ]
     results.elapsed = time.monotonic() - started
     results.load = (load_start, os.getloadavg()[0])
 
@@ -549,6 +560,21 @@ def build_rows(res: Results) -> list[Row]:
                 )
             )
             rows.append(Row("", "", rate * 3, "steps/s", _ratio(rate * 3, sixteen.tps)))
+        queued = tput_rate.get((QUEUED, concurrency))
+        if queued is not None:
+            vs_plain = _ratio(queued, tput_rate[("pgdurable", concurrency)])
+            rows.append(
+                Row(
+                    f"throughput: {workflows:,} x 3 steps, c={concurrency}",
+                    f"pgdurable, queue c={QUEUE_CONCURRENCY}",
+                    queued,
+                    "workflows/s",
+                    None,
+                    None,
+                    f">= {QUEUED_TARGET:.0%} of unqueued ({vs_plain:.2f}x)" if vs_plain else "",
+                    vs_plain >= QUEUED_TARGET if vs_plain is not None else None,
+                )
+            )
     per_step: dict[str, dict[str, float]] = {}
     for system in systems:
         base = res.baseline[system]
@@ -607,6 +633,7 @@ def print_details(res: Results) -> None:
                 f"    {stmts}commits {m.commits:,} (0-step run {base.commits:,}), "
                 f"writing {m.xids:,} (0-step run {base.xids:,}); {_cpu(m.result, steps, 'step')}"
             )
+    label = {**label, QUEUED: f"pgdurable, queue c={QUEUE_CONCURRENCY}"}
     for (system, concurrency), runs in res.tput.items():
         rates = ", ".join(f"{workflows / m.result['seconds']:,.0f}" for m in runs)
         extra = ""

@@ -14,7 +14,17 @@ from ._errors import (
     SerializationError,
     WorkflowNotFound,
 )
-from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
+from ._models import (
+    Event,
+    PruneResult,
+    Queue,
+    QueueInfo,
+    Rate,
+    RetryPolicy,
+    RunInfo,
+    RunPage,
+    WorkerInfo,
+)
 from ._replayer import Mismatch, ReplayReport
 from .client import AsyncClient, AsyncRunHandle, RunHandle
 from .replay import Context, EventType, RunStatus
@@ -64,6 +74,9 @@ __all__ = [
     "Mismatch",
     "NonDeterminismError",
     "PruneResult",
+    "Queue",
+    "QueueInfo",
+    "Rate",
     "ReplayReport",
     "RetryPolicy",
     "RunCancelled",

@@ -10,10 +10,21 @@ from typing import Any, TypeVar
 
 from ._codec import Codec, make_codec
 from ._embedded import resolve_dsn
-from ._models import Event, PruneResult, RetryPolicy, RunInfo, RunPage, WorkerInfo
+from ._models import (
+    Event,
+    PruneResult,
+    Queue,
+    QueueInfo,
+    Rate,
+    RetryPolicy,
+    RunInfo,
+    RunPage,
+    WorkerInfo,
+)
 from ._registry import Registry, StepDef, WorkflowDef
 from ._replayer import Replayer, ReplayReport
 from .client import AsyncClient, Client, RunHandle
+from .client._ops import queue_spec
 from .store import Store, Timeouts
 from .worker import Worker
 
@@ -78,9 +89,12 @@ class App:
             with self._store_lock:
                 if self._store is None:
                     dsn = resolve_dsn(self._dsn)
-                    self._store = Store(
+                    store = Store(
                         dsn, schema=self.schema, max_size=self._pool_size, timeouts=self._timeouts
                     ).open()
+                    for queue in self.registry.queues.values():  # the declarations so far
+                        store.db.perform(store.runs.put_queue(queue_spec(queue)))
+                    self._store = store
         return self._store
 
     @property
@@ -142,12 +156,50 @@ class App:
         return self.registry.transaction(name, retry=retry)
 
     def workflow(
-        self, name: str | None = None, *, timeout: float | timedelta | None = None
+        self,
+        name: str | None = None,
+        *,
+        timeout: float | timedelta | None = None,
+        queue: str | None = None,
     ) -> Callable[[F], F]:
         """Register a workflow: a generator function whose first parameter is the
         :class:`durable.Context`. Its name (default: the qualified name) is what the log
-        records, so pass the old ``name=`` when renaming the function."""
-        return self.registry.workflow(name, timeout=timeout)
+        records, so pass the old ``name=`` when renaming the function. ``queue`` is the
+        queue its runs go to unless ``start(queue=...)`` says otherwise."""
+        return self.registry.workflow(name, timeout=timeout, queue=queue)
+
+    def queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        worker_concurrency: int | None = None,
+        rate_limit: Rate | None = None,
+        key_concurrency: int | None = None,
+    ) -> Queue:
+        """Declare a queue and its limits (``None``: no limit): at most ``concurrency``
+        runs of it hold a slot across all workers, ``worker_concurrency`` per worker
+        process, ``key_concurrency`` per ``concurrency_key``; ``rate_limit``
+        (``durable.Rate(limit, per=seconds)``) bounds its starts in any window. The
+        declaration is stored in the database with the App's first operation, and at
+        once if the App is already open; the latest declaration wins, and running
+        workers follow it without a restart."""
+        queue = Queue(
+            name,
+            concurrency=concurrency,
+            worker_concurrency=worker_concurrency,
+            rate_limit=rate_limit,
+            key_concurrency=key_concurrency,
+        )
+        self.registry.queue(queue)
+        if self._store is not None:
+            self.client.set_queue(queue)
+        return queue
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue: its limits, runs waiting for a slot (``pending``), runs holding
+        one (``running``), and the busiest keys of a queue with ``key_concurrency``."""
+        return self.client.queues()
 
     # -- starting runs and talking to them --------------------------------------------------
 
@@ -159,12 +211,20 @@ class App:
         idempotency_key: str | None = None,
         start_at: datetime | None = None,
         delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
         conn: Any = None,
     ) -> RunHandle:
         """Start a run of ``workflow`` (the decorated function or its name) with positional
         ``args``. A ``run_id`` or ``idempotency_key`` (per workflow) that exists starts
         nothing and returns the existing run's handle. ``start_at`` (aware datetime) or
-        ``delay`` (seconds or timedelta) defer the start. With ``conn`` (a psycopg
+        ``delay`` (seconds or timedelta) defer the start. ``queue`` (default: the
+        workflow's) limits when it may start; among runs waiting for a queue, lower
+        ``priority`` starts first; ``concurrency_key`` is what ``key_concurrency`` counts;
+        while a run of the queue with the same ``dedup_key`` has not ended, nothing is
+        started and that run's handle is returned. With ``conn`` (a psycopg
         ``Connection`` to the same database) the run is created in that connection's
         transaction: it exists if and only if the caller commits."""
         return self.client.start(
@@ -174,6 +234,10 @@ class App:
             idempotency_key=idempotency_key,
             start_at=start_at,
             delay=delay,
+            queue=queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            dedup_key=dedup_key,
             conn=conn,
         )
 

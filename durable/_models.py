@@ -73,6 +73,102 @@ class RunInfo(BaseModel):
     parent_run_id: str | None = None
     source_run_id: str | None = None
     idempotency_key: str | None = None
+    queue: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    #: for a pending run, one line saying why it has not started; None otherwise
+    pending_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate limit: at most ``limit`` starts in any window of ``per`` seconds."""
+
+    limit: int
+    per: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1:
+            raise ValueError(f"Rate limit must be a positive int, not {self.limit!r}")
+        per = seconds(self.per, "Rate per")
+        if per is None or per <= 0:
+            raise ValueError(f"Rate per must be a positive number of seconds, not {self.per!r}")
+        object.__setattr__(self, "per", per)
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.per:g}s"
+
+
+@dataclass(frozen=True)
+class Queue:
+    """A queue's declaration (see :meth:`App.queue`); ``None`` means no limit."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: Rate | None = None
+    key_concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ValueError(f"a queue needs a name (a non-empty str), not {self.name!r}")
+        for what in ("concurrency", "worker_concurrency", "key_concurrency"):
+            value = getattr(self, what)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ValueError(
+                    f"queue {self.name!r}: {what} must be a positive int or None, not {value!r}"
+                )
+        if self.rate_limit is not None and not isinstance(self.rate_limit, Rate):
+            raise TypeError(
+                f"queue {self.name!r}: rate_limit must be a durable.Rate, such as "
+                f"durable.Rate(100, per=60), not {self.rate_limit!r}"
+            )
+
+    def describe(self) -> str:
+        """The limits in a few words (for logs and the CLI)."""
+        return limits_text(
+            self.concurrency, self.worker_concurrency, self.key_concurrency, self.rate_limit
+        )
+
+
+def limits_text(
+    concurrency: int | None,
+    worker_concurrency: int | None,
+    key_concurrency: int | None,
+    rate: Rate | None,
+) -> str:
+    """A queue's limits in a few words: ``concurrency 10, per key 1, rate 100/60s``."""
+    parts = [
+        f"{what} {value}"
+        for what, value in (
+            ("concurrency", concurrency),
+            ("per worker", worker_concurrency),
+            ("per key", key_concurrency),
+            ("rate", rate),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "no limits"
+
+
+class QueueInfo(BaseModel):
+    """A queue's limits and load (see :meth:`App.queues`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    rate_limit: Rate | None = None
+    key_concurrency: int | None = None
+    #: runs waiting for a slot
+    pending: int = 0
+    #: runs holding a slot
+    running: int = 0
+    #: the keys with the most runs holding a slot: ``{key: {"running": n, "pending": m}}``
+    busiest_keys: dict[str, dict[str, int]] = {}
 
 
 class Event(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from ._codec import Codec, type_hints
 from ._errors import WorkflowNotFound
-from ._models import RetryPolicy, seconds
+from ._models import Queue, RetryPolicy, seconds
 from .replay import StepCall, current_context
 
 __all__ = ["Registry", "StepDef", "StepOptions", "WorkflowDef"]
@@ -59,6 +59,8 @@ class WorkflowDef:
     timeout: float | None
     param_annotations: tuple[Any, ...]
     result_annotation: Any
+    #: the queue its runs go to unless ``start(queue=...)`` says otherwise
+    queue: str | None = None
 
     def check_args(self, args: tuple[Any, ...]) -> None:
         """Raise TypeError, naming the parameters, if ``args`` do not fit the workflow."""
@@ -80,6 +82,18 @@ class Registry:
         self.codec = codec
         self.workflows: dict[str, WorkflowDef] = {}
         self.steps: dict[str, StepDef] = {}
+        self.queues: dict[str, Queue] = {}
+
+    def queue(self, queue: Queue) -> Queue:
+        """Register a queue's declaration (a later one of the same name replaces it)."""
+        self.queues[queue.name] = queue
+        return queue
+
+    def served_queues(self) -> list[str]:
+        """The queues this registry declares or its workflows default to."""
+        names = set(self.queues)
+        names.update(wf.queue for wf in self.workflows.values() if wf.queue is not None)
+        return sorted(names)
 
     # -- decorators --------------------------------------------------------------------------
 
@@ -160,12 +174,18 @@ class Registry:
         return decorate
 
     def workflow(
-        self, name: str | None = None, *, timeout: float | timedelta | None = None
+        self,
+        name: str | None = None,
+        *,
+        timeout: float | timedelta | None = None,
+        queue: str | None = None,
     ) -> Callable[[F], F]:
         """See :meth:`durable.App.workflow`."""
         if callable(name) and not isinstance(name, str):
             raise TypeError("use @app.workflow() with parentheses")
         timeout_s = seconds(timeout, "workflow timeout")
+        if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+            raise ValueError(f"queue must be a queue's name (a non-empty str), not {queue!r}")
 
         def decorate(fn: F) -> F:
             if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
@@ -199,6 +219,7 @@ class Registry:
                 timeout=timeout_s,
                 param_annotations=annotations,
                 result_annotation=_generator_return(hints.get("return", inspect.Parameter.empty)),
+                queue=queue,
             )
             fn.durable_name = wf_name  # type: ignore[attr-defined]
             return fn

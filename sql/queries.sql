@@ -6,10 +6,12 @@
 WITH ins AS (
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
                       timeout_seconds, timeout_unknown, parent_run_id, parent_pos,
-                      source_run_id, created_at, updated_at)
+                      source_run_id, created_at, updated_at, queue, priority,
+                      concurrency_key, dedup_key)
     VALUES (%(run_id)s, %(workflow)s, 'pending', %(wake_at)s, %(last_seq)s, %(idempotency_key)s,
             %(deadline)s, %(timeout_seconds)s, %(timeout_unknown)s, %(parent_run_id)s,
-            %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s)
+            %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s, %(queue)s, %(priority)s,
+            %(concurrency_key)s, %(dedup_key)s)
     ON CONFLICT DO NOTHING
     RETURNING run_id
 ), ev AS (
@@ -22,10 +24,15 @@ SELECT ins.run_id,
 FROM ins
 
 -- name: find_existing_run
+-- The run that kept create_run from creating one: the same run id, idempotency key (per
+-- workflow) or dedup key (per queue, among active runs).
 SELECT run_id, workflow FROM runs
 WHERE run_id = %(run_id)s
    OR (%(idempotency_key)s::text IS NOT NULL AND workflow = %(workflow)s
        AND idempotency_key = %(idempotency_key)s)
+   OR (%(dedup_key)s::text IS NOT NULL AND coalesce(queue, '') = coalesce(%(queue)s, '')
+       AND dedup_key = %(dedup_key)s
+       AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked'))
 ORDER BY (run_id = %(run_id)s) DESC
 LIMIT 1
 
@@ -45,6 +52,7 @@ WITH c AS (
     FROM (
         SELECT run_id, nudged, status FROM runs
         WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+          AND queue IS NULL
           AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
         ORDER BY wake_at
         LIMIT %(limit)s
@@ -264,7 +272,8 @@ SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r
        r.timeout_unknown, s.data AS start_data,
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
             THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
-            AS end_data
+            AS end_data,
+       r.queue, r.priority, r.concurrency_key, r.dedup_key, r.admitted_at
 FROM runs AS r
 LEFT JOIN events AS s ON s.run_id = r.run_id AND s.seq = r.history_start
 WHERE r.run_id = %(run_id)s
@@ -288,6 +297,7 @@ SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
             THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
             AS end_data,
+       r.queue, r.priority, r.concurrency_key, r.dedup_key, r.admitted_at,
        count(*) OVER () AS total
 FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
@@ -502,3 +512,188 @@ SELECT worker_id, host, pid, started_at, last_seen, lease_seconds, concurrency, 
 FROM workers
 WHERE last_seen > now() - make_interval(secs => lease_seconds)
 ORDER BY started_at, worker_id
+
+-- name: queue_put
+-- A declaration of a queue: the latest wins.
+INSERT INTO queues (name, concurrency, worker_concurrency, key_concurrency, rate_limit,
+                    rate_per, updated_at)
+VALUES (%(name)s, %(concurrency)s, %(worker_concurrency)s, %(key_concurrency)s,
+        %(rate_limit)s, %(rate_per)s, now())
+ON CONFLICT (name) DO UPDATE
+SET concurrency = EXCLUDED.concurrency,
+    worker_concurrency = EXCLUDED.worker_concurrency,
+    key_concurrency = EXCLUDED.key_concurrency,
+    rate_limit = EXCLUDED.rate_limit,
+    rate_per = EXCLUDED.rate_per,
+    updated_at = now()
+
+-- name: queue_get
+SELECT name, concurrency, worker_concurrency, key_concurrency, rate_limit, rate_per,
+       updated_at
+FROM queues WHERE name = %(name)s
+
+-- name: queues_with_work
+-- The queues that have runs of these workflows to start or resume now.
+SELECT DISTINCT queue FROM runs
+WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+  AND queue IS NOT NULL AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
+
+-- name: queue_lock
+-- Serialise admissions to one queue: the claim that follows, in the same transaction,
+-- takes a fresh snapshot after this lock, so it counts every admission committed before.
+SELECT name FROM queues WHERE name = %(queue)s FOR UPDATE
+
+-- name: queue_add
+-- A queue runs were started into without a declaration: no limits.
+INSERT INTO queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING
+
+-- name: claim_queued
+-- Lease runs of one queue (see docs/internals.md, "Queues"): first runs that hold a slot
+-- already and are due again, then new admissions in priority order (ties by creation),
+-- within the free slots of the queue and of each key, the rate limit's free starts in its
+-- sliding window, and the room this worker has (worker_concurrency). Runs of keys that are
+-- full are passed over, not waited behind. Must follow queue_lock in one transaction.
+WITH q AS (
+    SELECT concurrency, key_concurrency, rate_limit, rate_per,
+           least(coalesce(worker_concurrency - %(held)s, %(limit)s), %(limit)s) AS worker_room
+    FROM queues
+    WHERE name = %(queue)s
+),
+holding AS (
+    SELECT concurrency_key FROM runs
+    WHERE queue = %(queue)s AND admitted_at IS NOT NULL
+      AND status IN ('pending', 'running', 'waiting', 'paused')
+),
+room AS (
+    SELECT least(
+        coalesce((SELECT concurrency FROM q) - (SELECT count(*) FROM holding), %(limit)s),
+        coalesce((SELECT rate_limit FROM q) - (
+            SELECT count(*) FROM runs
+            WHERE queue = %(queue)s
+              AND admitted_at > clock_timestamp()
+                                - make_interval(secs => (SELECT rate_per FROM q))), %(limit)s)
+    ) AS fresh
+),
+again AS (
+    SELECT run_id, status, nudged, priority, created_at FROM runs
+    WHERE queue = %(queue)s AND admitted_at IS NOT NULL
+      AND status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+      AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
+    ORDER BY wake_at
+    LIMIT greatest((SELECT worker_room FROM q), 0)
+),
+keys AS (
+    SELECT DISTINCT concurrency_key AS key FROM runs
+    WHERE queue = %(queue)s AND admitted_at IS NULL AND (SELECT key_concurrency FROM q) IS NOT NULL
+      AND concurrency_key IS NOT NULL
+      AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
+      AND workflow = ANY(%(workflows)s::text[])
+),
+candidates AS (
+    SELECT c.run_id, c.status, c.nudged, c.priority, c.created_at FROM keys k
+    CROSS JOIN LATERAL (
+        SELECT run_id, status, nudged, priority, created_at FROM runs
+        WHERE queue = %(queue)s AND concurrency_key = k.key AND admitted_at IS NULL
+          AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
+          AND workflow = ANY(%(workflows)s::text[])
+        ORDER BY priority, created_at, run_id
+        LIMIT greatest((SELECT key_concurrency FROM q)
+                       - (SELECT count(*) FROM holding h WHERE h.concurrency_key = k.key), 0)
+    ) AS c
+    UNION ALL
+    (SELECT run_id, status, nudged, priority, created_at FROM runs
+     WHERE queue = %(queue)s AND admitted_at IS NULL
+       AND (concurrency_key IS NULL OR (SELECT key_concurrency FROM q) IS NULL)
+       AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
+       AND workflow = ANY(%(workflows)s::text[])
+     ORDER BY priority, created_at, run_id
+     LIMIT %(limit)s)
+),
+fresh AS (
+    SELECT run_id, status, nudged FROM candidates
+    ORDER BY priority, created_at, run_id
+    LIMIT greatest(least((SELECT fresh FROM room),
+                         (SELECT worker_room FROM q) - (SELECT count(*) FROM again)), 0)
+),
+chosen AS (
+    SELECT run_id, status, nudged FROM again UNION ALL SELECT run_id, status, nudged FROM fresh
+),
+c AS (
+    UPDATE runs AS r
+    SET status = 'running',
+        lease_token = gen_random_uuid(),
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        wake_at = now() + make_interval(secs => %(lease)s),
+        nudged = false,
+        admitted_at = coalesce(r.admitted_at, clock_timestamp()),
+        started_at = coalesce(r.started_at, clock_timestamp()),
+        updated_at = now()
+    FROM chosen
+    WHERE r.run_id = chosen.run_id
+      AND r.status IN ('pending', 'running', 'waiting') AND r.wake_at <= now()
+    RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline,
+              chosen.nudged, r.parent_run_id, r.parent_pos, chosen.status = 'pending' AS fresh,
+              r.timeout_unknown, r.created_at, r.queue
+)
+SELECT c.run_id, c.workflow, c.lease_token, c.last_seq, c.history_start, c.deadline, c.nudged,
+       c.parent_run_id, c.parent_pos, c.fresh, c.timeout_unknown, c.created_at,
+       e.seq, e.type, e.data, e.created_at, c.queue
+FROM c
+LEFT JOIN events AS e ON c.fresh AND e.run_id = c.run_id AND e.seq >= c.history_start
+ORDER BY c.run_id, e.seq
+
+-- name: queues_info
+-- Every queue with its limits, runs waiting for a slot and runs holding one.
+SELECT q.name, q.concurrency, q.worker_concurrency, q.key_concurrency, q.rate_limit,
+       q.rate_per,
+       (SELECT count(*) FROM runs r WHERE r.queue = q.name AND r.admitted_at IS NULL
+          AND r.status IN ('pending', 'waiting', 'paused')) AS pending,
+       (SELECT count(*) FROM runs r WHERE r.queue = q.name AND r.admitted_at IS NOT NULL
+          AND r.status IN ('pending', 'running', 'waiting', 'paused')) AS running
+FROM queues q
+ORDER BY q.name
+
+-- name: queue_busiest_keys
+-- The keys of a queue with the most runs holding a slot, and how many wait.
+SELECT concurrency_key,
+       count(*) FILTER (WHERE admitted_at IS NOT NULL
+                          AND status IN ('pending', 'running', 'waiting', 'paused')) AS running,
+       count(*) FILTER (WHERE admitted_at IS NULL
+                          AND status IN ('pending', 'waiting', 'paused')) AS pending
+FROM runs
+WHERE queue = %(queue)s AND concurrency_key IS NOT NULL
+  AND status IN ('pending', 'running', 'waiting', 'paused')
+GROUP BY concurrency_key
+ORDER BY running DESC, pending DESC, concurrency_key
+LIMIT %(limit)s
+
+-- name: pending_facts
+-- What a pending run's pending_reason is made of.
+SELECT r.wake_at, r.wake_at > now() AS deferred,
+       EXISTS (SELECT 1 FROM workers w
+               WHERE w.last_seen > now() - make_interval(secs => w.lease_seconds)
+                 AND r.workflow = ANY(w.workflows)) AS served,
+       q.concurrency, q.key_concurrency, q.rate_limit, q.rate_per,
+       (SELECT count(*) FROM runs h WHERE h.queue = r.queue AND h.admitted_at IS NOT NULL
+          AND h.status IN ('pending', 'running', 'waiting', 'paused')) AS held,
+       (SELECT count(*) FROM runs h WHERE h.queue = r.queue
+          AND h.concurrency_key = r.concurrency_key AND h.admitted_at IS NOT NULL
+          AND h.status IN ('pending', 'running', 'waiting', 'paused')) AS key_held,
+       (SELECT count(*) FROM runs h WHERE h.queue = r.queue
+          AND h.admitted_at > clock_timestamp() - make_interval(secs => q.rate_per)) AS recent,
+       (SELECT min(h.admitted_at) + make_interval(secs => q.rate_per) - clock_timestamp()
+          FROM (SELECT admitted_at FROM runs h2 WHERE h2.queue = r.queue
+                  AND h2.admitted_at > clock_timestamp() - make_interval(secs => q.rate_per)
+                ORDER BY admitted_at DESC LIMIT q.rate_limit) h) AS next_start_in,
+       (SELECT count(*) FROM runs a WHERE a.queue = r.queue AND a.admitted_at IS NULL
+          AND a.status IN ('pending', 'waiting') AND a.wake_at <= now()
+          AND (a.priority, a.created_at, a.run_id) < (r.priority, r.created_at, r.run_id))
+          AS ahead
+FROM runs r
+LEFT JOIN queues q ON q.name = r.queue
+WHERE r.run_id = %(run_id)s
+
+-- name: readmit
+-- A retried run of a queue takes a slot again through admission.
+UPDATE runs SET admitted_at = NULL WHERE run_id = %(run_id)s AND queue IS NOT NULL

@@ -45,12 +45,36 @@ CREATE TABLE runs (
     -- timeout_unknown: the creator did not register the workflow, and the first worker
     -- that claims the run records the timeout and the deadline (0003)
     timeout_seconds   double precision,
-    timeout_unknown   boolean     NOT NULL DEFAULT false
+    timeout_unknown   boolean     NOT NULL DEFAULT false,
+    -- queue: the run's queue (NULL: not limited); admitted_at: when a worker started it
+    -- through its queue (from then on it holds a slot until it ends or is blocked; it is
+    -- also the start the rate limit counts); dedup_key: unique among the queue's active
+    -- runs (0007)
+    queue             text,
+    priority          integer     NOT NULL DEFAULT 0,
+    concurrency_key   text,
+    dedup_key         text,
+    admitted_at       timestamptz
 ) WITH (fillfactor = 70);  -- room on each page for HOT updates of the projection
 
--- The claim query's index: only rows that can be claimed are in it (CLAIMABLE_STATUSES).
+-- The claim query's index: only rows that can be claimed are in it (CLAIMABLE_STATUSES),
+-- and only unqueued runs: queued ones are claimed through their queue.
 CREATE INDEX runs_claimable ON runs (wake_at)
-    WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL;
+    WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+      AND queue IS NULL;
+-- queued runs that may start or resume, per queue
+CREATE INDEX runs_queued ON runs (queue, priority, created_at)
+    WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
+      AND queue IS NOT NULL;
+-- runs that hold a slot of their queue (counted at each admission)
+CREATE INDEX runs_queue_slots ON runs (queue, concurrency_key)
+    WHERE admitted_at IS NOT NULL AND status IN ('pending', 'running', 'waiting', 'paused');
+-- starts per queue, for the rate limit's window
+CREATE INDEX runs_queue_starts ON runs (queue, admitted_at) WHERE admitted_at IS NOT NULL;
+-- a dedup key is taken while a run of the queue with it has not ended
+CREATE UNIQUE INDEX runs_dedup ON runs (coalesce(queue, ''), dedup_key)
+    WHERE dedup_key IS NOT NULL
+      AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked');
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_created ON runs (created_at DESC, run_id DESC);
@@ -177,14 +201,14 @@ BEGIN
                         'such as ''["o-42", 1999]''::jsonb (got %)', coalesce(start_run.args::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF start_run.queue IS NOT NULL THEN
-        RAISE EXCEPTION 'queues are not available in this version of pgdurable; pass queue => NULL'
-            USING ERRCODE = 'feature_not_supported';
+    IF start_run.queue = '' THEN
+        RAISE EXCEPTION 'queue must be a queue''s name or NULL, not an empty string'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key,
-                      timeout_unknown, created_at, updated_at)
+                      timeout_unknown, created_at, updated_at, queue)
     VALUES (new_id, start_run.workflow, 'pending', now(), 1, start_run.idempotency_key,
-            true, now(), now())
+            true, now(), now(), start_run.queue)
     ON CONFLICT DO NOTHING;
     IF FOUND THEN
         INSERT INTO events (run_id, seq, type, data, created_at)
@@ -205,7 +229,7 @@ BEGIN
         RAISE EXCEPTION 'run % could not be created; try again', quote_literal(new_id)
             USING ERRCODE = 'serialization_failure';
     END IF;
-    IF found_wf <> start_run.workflow THEN
+    IF found_id = new_id AND found_wf <> start_run.workflow THEN
         RAISE EXCEPTION 'run % exists and is a run of workflow %, not %; choose another run_id',
             quote_literal(found_id), quote_literal(found_wf), quote_literal(start_run.workflow)
             USING ERRCODE = 'unique_violation';
@@ -284,3 +308,17 @@ BEGIN
     RETURN true;
 END
 $$;
+
+-- Flow control: one row per queue with its limits (NULL: no limit). Declarations write
+-- it (latest wins); the claim of a queue's runs locks it, which serialises admissions per
+-- queue (0007).
+CREATE TABLE queues (
+    name                text             PRIMARY KEY,
+    concurrency         integer          CHECK (concurrency > 0),
+    worker_concurrency  integer          CHECK (worker_concurrency > 0),
+    key_concurrency     integer          CHECK (key_concurrency > 0),
+    rate_limit          integer          CHECK (rate_limit > 0),
+    rate_per            double precision CHECK (rate_per > 0),
+    updated_at          timestamptz      NOT NULL DEFAULT now(),
+    CHECK ((rate_limit IS NULL) = (rate_per IS NULL))
+);

@@ -8,8 +8,9 @@ holds the lease and the log has not moved on; otherwise nothing is written and
 
 from __future__ import annotations
 
+import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NoReturn
 
@@ -71,27 +72,50 @@ class LeaseStore:
                     "workflows": list(workflows),
                 },
             ).fetchall()
-        claims: dict[str, Claim] = {}
-        for r in rows:
-            claim = claims.get(r[0])
-            if claim is None:
-                claim = claims[r[0]] = Claim(
-                    run_id=r[0],
-                    workflow=r[1],
-                    token=r[2],
-                    last_seq=r[3],
-                    history_start=r[4],
-                    deadline=r[5],
-                    nudged=r[6],
-                    parent_run_id=r[7],
-                    parent_pos=r[8],
-                    timeout_unknown=r[10],
-                    created_at=r[11],
-                    events=[] if r[9] else None,
-                )
-            if r[12] is not None and claim.events is not None:
-                claim.events.append(StoredEvent(r[0], r[12], r[13], r[14], r[15]))
-        return list(claims.values())
+        return _claims(rows)
+
+    def claim_queued(
+        self,
+        owner: str,
+        limit: int,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        held: Mapping[str, int],
+    ) -> list[Claim]:
+        """Lease up to ``limit`` runs of queues (docs/internals.md, "Queues"): for each
+        queue with runs of these workflows to start or resume, one transaction locks the
+        queue's row and admits within its limits; ``held`` is how many runs of each queue
+        this worker holds now (for ``worker_concurrency``)."""
+        with self._db.connection() as conn:
+            rows = conn.execute(
+                self._q["queues_with_work"], {"workflows": list(workflows)}
+            ).fetchall()
+        queues = [str(r[0]) for r in rows]
+        random.shuffle(queues)  # no queue always goes first when the batch is small
+        claims: list[Claim] = []
+        for queue in queues:
+            room = limit - len(claims)
+            if room <= 0:
+                break
+
+            def body(conn: Conn, queue: str = queue, room: int = room) -> list[Any]:
+                if conn.execute(self._q["queue_lock"], {"queue": queue}).fetchone() is None:
+                    conn.execute(self._q["queue_add"], {"queue": queue})
+                    conn.execute(self._q["queue_lock"], {"queue": queue})
+                return conn.execute(
+                    self._q["claim_queued"],
+                    {
+                        "queue": queue,
+                        "owner": owner,
+                        "limit": room,
+                        "lease": lease_seconds,
+                        "workflows": list(workflows),
+                        "held": held.get(queue, 0),
+                    },
+                ).fetchall()
+
+            claims.extend(_claims(self._db.run(body)))
+        return claims
 
     def set_timeout(
         self,
@@ -491,6 +515,32 @@ class LeaseStore:
 # A transactional step's connection: the schema on the search_path for the rest of the
 # step's transaction (the step's own code has run; the commit ends it).
 _STEP_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), true)"
+
+
+def _claims(rows: Sequence[Any]) -> list[Claim]:
+    """Claims from the rows of a claim query (one row per run and event)."""
+    claims: dict[str, Claim] = {}
+    for r in rows:
+        claim = claims.get(r[0])
+        if claim is None:
+            claim = claims[r[0]] = Claim(
+                run_id=r[0],
+                workflow=r[1],
+                token=r[2],
+                last_seq=r[3],
+                history_start=r[4],
+                deadline=r[5],
+                nudged=r[6],
+                parent_run_id=r[7],
+                parent_pos=r[8],
+                timeout_unknown=r[10],
+                created_at=r[11],
+                events=[] if r[9] else None,
+                queue=r[16] if len(r) > 16 else None,
+            )
+        if r[12] is not None and claim.events is not None:
+            claim.events.append(StoredEvent(r[0], r[12], r[13], r[14], r[15]))
+    return list(claims.values())
 
 
 def _append_params(

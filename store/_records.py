@@ -21,9 +21,13 @@ __all__ = [
     "Claim",
     "DueTimer",
     "InboxWait",
+    "KeyCount",
     "NewEvent",
     "NewRun",
+    "PendingFacts",
     "PruneCounts",
+    "QueueRow",
+    "QueueSpec",
     "RunEnd",
     "RunRow",
     "StatRow",
@@ -78,6 +82,10 @@ class NewRun:
     parent_pos: int | None = None
     source_run_id: str | None = None
     notify: bool = True
+    queue: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    dedup_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,8 @@ class Claim:
     created_at: datetime | None = None
     #: the run's log, when the claim already read it (runs never started); else None
     events: list[StoredEvent] | None = None
+    #: the queue the run was claimed through (None: an unqueued run)
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +193,59 @@ class RunRow:
     timeout_unknown: bool
     start_data: dict[str, Any] | None
     end_data: dict[str, Any] | None
+    queue: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    dedup_key: str | None = None
+    admitted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """A queue's limits as declared (None: no limit); ``rate_per`` goes with ``rate_limit``."""
+
+    name: str
+    concurrency: int | None = None
+    worker_concurrency: int | None = None
+    key_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_per: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A queue's limits with its runs waiting for a slot and holding one."""
+
+    spec: QueueSpec
+    pending: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCount:
+    """Runs of one concurrency key of a queue: holding a slot, and waiting for one."""
+
+    key: str
+    running: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFacts:
+    """What a pending run's ``pending_reason`` is made of (see the pending_facts query)."""
+
+    wake_at: datetime | None
+    deferred: bool
+    served: bool
+    concurrency: int | None
+    key_concurrency: int | None
+    rate_limit: int | None
+    rate_per: float | None
+    held: int
+    key_held: int
+    recent: int
+    next_start_in: float | None
+    ahead: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,13 @@ from ._errors import ConflictError, RunNotActive, RunNotFound, RunStateError
 from ._family import Family
 from ._plan import Plan, Query, Unit
 from ._records import (
+    KeyCount,
     NewEvent,
     NewRun,
+    PendingFacts,
     PruneCounts,
+    QueueRow,
+    QueueSpec,
     RunRow,
     StatRow,
     StoredEvent,
@@ -74,6 +78,10 @@ class RunStore:
             "events": events_json(run.events),
             "notify": run.notify,
             "channel": self._db.work_channel,
+            "queue": run.queue,
+            "priority": run.priority,
+            "concurrency_key": run.concurrency_key,
+            "dedup_key": run.dedup_key,
         }
         row = yield Query(self._q["create_run"], params)
         if row is not None:
@@ -84,6 +92,8 @@ class RunStore:
                 "run_id": run.run_id,
                 "workflow": run.workflow,
                 "idempotency_key": run.idempotency_key,
+                "queue": run.queue,
+                "dedup_key": run.dedup_key,
             },
         )
         if found is None:  # pragma: no cover - a concurrent prune between the two statements
@@ -165,6 +175,9 @@ class RunStore:
             set_error=True,
             reopen=True,
         )
+        # A run of a queue gave its slot up when it ended or was blocked: it starts again
+        # through its queue.
+        yield Query(self._q["readmit"], {"run_id": run_id}, "none")
         yield from self._family.notify(self._db.work_channel, run_id)
 
     def _voids(
@@ -311,6 +324,74 @@ class RunStore:
         assert row is not None
         return PruneCounts(int(row[0]), int(row[1]), int(row[2]))
 
+    # -- queues ----------------------------------------------------------------------------
+
+    def put_queue(self, spec: QueueSpec) -> Unit[None]:
+        """Write a queue's declaration (the latest wins)."""
+        return Unit(functools.partial(self._put_queue, spec))
+
+    def _put_queue(self, spec: QueueSpec) -> Plan[None]:
+        yield Query(
+            self._q["queue_put"],
+            {
+                "name": spec.name,
+                "concurrency": spec.concurrency,
+                "worker_concurrency": spec.worker_concurrency,
+                "key_concurrency": spec.key_concurrency,
+                "rate_limit": spec.rate_limit,
+                "rate_per": spec.rate_per,
+            },
+            "none",
+        )
+
+    def get_queue(self, name: str) -> Unit[QueueSpec | None]:
+        """A queue's stored limits (None: no such queue)."""
+        return Unit(functools.partial(self._get_queue, name))
+
+    def _get_queue(self, name: str) -> Plan[QueueSpec | None]:
+        row = yield Query(self._q["queue_get"], {"name": name})
+        return None if row is None else QueueSpec(*row[:6])
+
+    def queues(self) -> Unit[list[QueueRow]]:
+        """Every queue with its limits and counts."""
+        return Unit(self._queues)
+
+    def _queues(self) -> Plan[list[QueueRow]]:
+        rows = yield Query(self._q["queues_info"], None, "all")
+        return [QueueRow(QueueSpec(*r[:6]), int(r[6]), int(r[7])) for r in rows]
+
+    def busiest_keys(self, queue: str, limit: int = 5) -> Unit[list[KeyCount]]:
+        """The concurrency keys of ``queue`` with the most runs holding a slot."""
+        return Unit(functools.partial(self._busiest_keys, queue, limit))
+
+    def _busiest_keys(self, queue: str, limit: int) -> Plan[list[KeyCount]]:
+        rows = yield Query(self._q["queue_busiest_keys"], {"queue": queue, "limit": limit}, "all")
+        return [KeyCount(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+    def pending_facts(self, run_id: str) -> Unit[PendingFacts | None]:
+        """What a pending run waits for (None: no such run)."""
+        return Unit(functools.partial(self._pending_facts, run_id))
+
+    def _pending_facts(self, run_id: str) -> Plan[PendingFacts | None]:
+        r = yield Query(self._q["pending_facts"], {"run_id": run_id})
+        if r is None:
+            return None
+        next_in = r[10].total_seconds() if r[10] is not None else None
+        return PendingFacts(
+            wake_at=r[0],
+            deferred=bool(r[1]),
+            served=bool(r[2]),
+            concurrency=r[3],
+            key_concurrency=r[4],
+            rate_limit=r[5],
+            rate_per=r[6],
+            held=int(r[7]),
+            key_held=int(r[8]),
+            recent=int(r[9]),
+            next_start_in=next_in,
+            ahead=int(r[11]),
+        )
+
     def find_run_ids(self, prefix: str, limit: int = 2) -> Unit[list[str]]:
         """Up to ``limit`` run ids that start with ``prefix``, in order."""
         params = {"pattern": f"{_escape_like(prefix)}%", "limit": limit}
@@ -343,6 +424,11 @@ def _run_row(r: Sequence[Any]) -> RunRow:
         timeout_unknown=bool(r[17]),
         start_data=r[18],
         end_data=r[19],
+        queue=r[20],
+        priority=r[21],
+        concurrency_key=r[22],
+        dedup_key=r[23],
+        admitted_at=r[24],
     )
 
 

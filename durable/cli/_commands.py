@@ -18,7 +18,7 @@ import pydantic_core
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import App, PruneResult, RunHandle, RunInfo, RunStatus, embedded
+from .. import App, InvalidArgument, PruneResult, Rate, RunHandle, RunInfo, RunStatus, embedded
 from ._common import (
     CliError,
     bare_app,
@@ -32,7 +32,14 @@ from ._common import (
     parse_json,
     print_json,
 )
-from ._render import format_time, print_run, runs_table, stats_tables, workers_table
+from ._render import (
+    format_time,
+    print_run,
+    queues_table,
+    runs_table,
+    stats_tables,
+    workers_table,
+)
 
 __all__ = [
     "cmd_db",
@@ -40,6 +47,7 @@ __all__ = [
     "cmd_fork",
     "cmd_operate",
     "cmd_prune",
+    "cmd_queues",
     "cmd_replay",
     "cmd_rerun",
     "cmd_runs",
@@ -242,6 +250,83 @@ def cmd_stats(args: argparse.Namespace) -> int:
         console.print(stats_tables(stats))
     note_database(args, schema)
     return 0
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    """``durable queues [set NAME --concurrency N ...]``: the queues, or a change of one."""
+    if args.action == "set":
+        if not args.name:
+            raise CliError("durable queues set needs the queue's NAME")
+        changes = _queue_changes(args)
+        if not changes:
+            raise CliError(
+                "say what to change: --concurrency, --worker-concurrency, --key-concurrency "
+                "or --rate (N, N/SECONDS, or none)"
+            )
+        with bare_app(args) as app:
+            try:
+                queue = app.client.update_queue(args.name, **changes)
+            except InvalidArgument as exc:
+                raise CliError(str(exc)) from None
+        out_console().print(f"queue {queue.name!r}: {queue.describe()}")
+        return 0
+    if args.name or any(
+        v is not None
+        for v in (args.concurrency, args.worker_concurrency, args.key_concurrency, args.rate)
+    ):
+        raise CliError("to change a queue, say `durable queues set NAME --concurrency N ...`")
+    with bare_app(args, read_only=True) as app:
+        queues = app.queues()
+        schema = app.schema
+    if args.json:
+        print_json([q.model_dump(mode="json") for q in queues])
+        return 0
+    console = out_console()
+    if not queues:
+        console.print("no queues (declare one with app.queue(NAME, ...))")
+    else:
+        console.print(queues_table(queues))
+    note_database(args, schema)
+    return 0
+
+
+def _queue_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    for option, name in (
+        ("concurrency", "concurrency"),
+        ("worker_concurrency", "worker_concurrency"),
+        ("key_concurrency", "key_concurrency"),
+    ):
+        given = getattr(args, option)
+        if given is None:
+            continue
+        if given.strip().lower() == "none":
+            changes[name] = None
+            continue
+        try:
+            value = int(given)
+        except ValueError:
+            value = 0
+        if value < 1:
+            flag = "--" + option.replace("_", "-")
+            raise CliError(f"{flag} takes a positive whole number or none, not {given!r}")
+        changes[name] = value
+    if args.rate is not None:
+        changes["rate_limit"] = _rate(args.rate)
+    return changes
+
+
+def _rate(text: str) -> Rate | None:
+    if text.strip().lower() == "none":
+        return None
+    limit, _, per = text.partition("/")
+    try:
+        return Rate(int(limit), per=float(per) if per else 1.0)
+    except ValueError:
+        raise CliError(
+            f"--rate takes N/SECONDS (at most N starts in any SECONDS), like 100/60, or none; "
+            f"not {text!r}"
+        ) from None
 
 
 def cmd_workers(args: argparse.Namespace) -> int:

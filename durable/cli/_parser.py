@@ -14,6 +14,7 @@ from ._commands import (
     cmd_fork,
     cmd_operate,
     cmd_prune,
+    cmd_queues,
     cmd_replay,
     cmd_rerun,
     cmd_runs,
@@ -315,6 +316,26 @@ def _inspecting_commands(command: _Factory) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the workers as a JSON list")
     p.set_defaults(handler=cmd_workers)
+
+    p = command(
+        "queues",
+        "list the queues, or change a queue's limits",
+        "List the queues: their limits, how many runs wait for a slot (pending) and how many\n"
+        "hold one (running), and the busiest keys of queues with a key limit.\n\n"
+        "`durable queues set NAME --concurrency 5 --rate 100/60` changes limits at run time\n"
+        "(running workers follow at their next claim); `none` removes a limit; limits not\n"
+        "named are kept.",
+    )
+    p.add_argument("action", nargs="?", choices=["set"], help="set: change a queue's limits")
+    p.add_argument("name", nargs="?", help="the queue (with set)")
+    p.add_argument("--concurrency", metavar="N", help="runs of the queue at once, or none")
+    p.add_argument(
+        "--worker-concurrency", metavar="N", help="runs of the queue per worker, or none"
+    )
+    p.add_argument("--key-concurrency", metavar="N", help="runs per concurrency key, or none")
+    p.add_argument("--rate", metavar="N/SECONDS", help="at most N starts in any SECONDS, or none")
+    p.add_argument("--json", action="store_true", help="print the queues as a JSON list")
+    p.set_defaults(handler=cmd_queues)
 
 
 def _operating_commands(command: _Factory) -> None:

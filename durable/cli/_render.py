@@ -12,7 +12,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .. import Event, EventType, RunInfo, RunPage, RunStatus, WorkerInfo
+from .. import Event, EventType, QueueInfo, RunInfo, RunPage, RunStatus, WorkerInfo
+from .._models import limits_text
 
 __all__ = [
     "STATUS_STYLES",
@@ -425,9 +426,15 @@ def print_run(console: Console, run: RunInfo, history: list[Event]) -> None:
     grid.add_row("run", Text(run.run_id))
     grid.add_row("workflow", Text(run.workflow))
     grid.add_row("status", _status(run.status))
+    if run.pending_reason is not None:
+        grid.add_row("not started", Text(run.pending_reason))
     waits = waiting_for(run, history)
     if waits:
         grid.add_row("waiting for", Text("\n".join(waits)))
+    if run.queue is not None:
+        queue = f"{run.queue} (priority {run.priority}"
+        queue += f", key {run.concurrency_key})" if run.concurrency_key is not None else ")"
+        grid.add_row("queue", Text(queue))
     grid.add_row("args", Text(short(run.args or [], 200)))
     if run.status == RunStatus.COMPLETED:
         grid.add_row("result", Text(short(run.result, 200)))
@@ -510,17 +517,43 @@ def stats_tables(stats: dict[str, Any]) -> Group:
     return Group(statuses, Text(), workflows)
 
 
-def workers_table(workers: list[WorkerInfo]) -> Table:
-    """The table of ``durable workers``."""
-    table = Table(
+def _listing(count: int, thing: str) -> Table:
+    """A plain table of ``count`` things, counted in its caption."""
+    return Table(
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
         collapse_padding=True,
         header_style="bold",
-        caption=f"{len(workers)} live worker{'s' if len(workers) != 1 else ''}",
+        caption=f"{count} {thing}{'s' if count != 1 else ''}",
         caption_justify="left",
     )
+
+
+def queues_table(queues: list[QueueInfo]) -> Table:
+    """The table of ``durable queues``: one row a queue, then its busiest keys."""
+    table = _listing(len(queues), "queue")
+    table.add_column("queue", overflow="fold")
+    table.add_column("running", justify="right", no_wrap=True)
+    table.add_column("pending", justify="right", no_wrap=True)
+    table.add_column("limits", overflow="fold")
+    for q in queues:
+        limits = limits_text(q.concurrency, q.worker_concurrency, q.key_concurrency, q.rate_limit)
+        running = f"{q.running}/{q.concurrency}" if q.concurrency is not None else str(q.running)
+        table.add_row(Text(q.name), running, str(q.pending), Text(limits))
+        for key, counts in q.busiest_keys.items():
+            table.add_row(
+                Text(f"  key {key}", style="dim"),
+                Text(f"{counts['running']}/{q.key_concurrency}", style="dim"),
+                Text(str(counts["pending"]), style="dim"),
+                "",
+            )
+    return table
+
+
+def workers_table(workers: list[WorkerInfo]) -> Table:
+    """The table of ``durable workers``."""
+    table = _listing(len(workers), "live worker")
     table.add_column("worker", overflow="fold")
     table.add_column("pid", justify="right", no_wrap=True)
     table.add_column("runs", justify="right", no_wrap=True)
@@ -534,6 +567,9 @@ def workers_table(workers: list[WorkerInfo]) -> Table:
             f"{w.runs_held}/{w.concurrency}",
             Text(format_time(w.started_at)),
             Text(format_time(w.last_seen)),
-            Text(", ".join(w.workflows) or "none"),
+            Text(
+                (", ".join(w.workflows) or "none")
+                + (f"; queues {', '.join(w.queues)}" if w.queues else "")
+            ),
         )
     return table

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from .._models import Event, PruneResult, RunInfo, RunPage, WorkerInfo
+from .._models import Event, PruneResult, QueueInfo, RunInfo, RunPage, WorkerInfo
 from .._registry import Registry
 from ..replay.errors import DurableError
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
@@ -132,6 +132,10 @@ class AsyncClient:
         idempotency_key: str | None = None,
         start_at: datetime | None = None,
         delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
         conn: Any = None,
     ) -> AsyncRunHandle:
         """See :meth:`durable.App.start`; ``conn`` is a psycopg ``AsyncConnection``."""
@@ -143,6 +147,10 @@ class AsyncClient:
                 idempotency_key=idempotency_key,
                 start_at=start_at,
                 delay=delay,
+                queue=queue,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                dedup_key=dedup_key,
             ),
             conn,
         )
@@ -234,6 +242,10 @@ class AsyncClient:
     ) -> RunPage:
         """See :meth:`durable.App.list_runs`."""
         return await self._run(lambda ops: ops.list_runs(workflow, status, search, limit, offset))
+
+    async def queues(self) -> list[QueueInfo]:
+        """See :meth:`durable.App.queues`."""
+        return await self._run(lambda ops: ops.queues())
 
     async def workers(self) -> list[WorkerInfo]:
         """See :meth:`durable.App.workers`."""

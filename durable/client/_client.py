@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from .._models import Event, PruneResult, RunInfo, RunPage, WorkerInfo
+from .._models import Event, PruneResult, Queue, QueueInfo, RunInfo, RunPage, WorkerInfo
 from .._registry import Registry
 from ..replay.vocabulary import TERMINAL_STATUSES
 from ..store import DatabaseUnavailable, RunRow, Store, Unit
@@ -122,6 +122,10 @@ class Client:
         idempotency_key: str | None = None,
         start_at: datetime | None = None,
         delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
         conn: Any = None,
     ) -> RunHandle:
         """See :meth:`durable.App.start`."""
@@ -133,6 +137,10 @@ class Client:
                 idempotency_key=idempotency_key,
                 start_at=start_at,
                 delay=delay,
+                queue=queue,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                dedup_key=dedup_key,
             ),
             conn,
         )
@@ -257,6 +265,18 @@ class Client:
     ) -> RunPage:
         """See :meth:`durable.App.list_runs`."""
         return self._run(self.ops.list_runs(workflow, status, search, limit, offset))
+
+    def queues(self) -> list[QueueInfo]:
+        """See :meth:`durable.App.queues`."""
+        return self._run(self.ops.queues())
+
+    def set_queue(self, queue: Queue) -> Queue:
+        """Write a queue's declaration (the latest wins)."""
+        return self._run(self.ops.set_queue(queue))
+
+    def update_queue(self, name: str, **changes: Any) -> Queue:
+        """Change some limits of a stored queue (``durable queues set``)."""
+        return self._run(self.ops.update_queue(name, changes))
 
     def workers(self) -> list[WorkerInfo]:
         """See :meth:`durable.App.workers`."""

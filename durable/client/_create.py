@@ -38,8 +38,13 @@ class RunCreator:
         idempotency_key: str | None,
         begin: datetime,
         now: datetime,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
     ) -> Unit[Created]:
-        """A new run of a registered workflow, startable from ``begin``."""
+        """A new run of a registered workflow, startable from ``begin``, in ``queue``
+        (default: the workflow's)."""
         return self._create(
             run_id or str(uuid.uuid4()),
             wf.name,
@@ -48,10 +53,15 @@ class RunCreator:
             begin=begin,
             timeout=wf.timeout,
             idempotency_key=idempotency_key,
+            queue=queue if queue is not None else wf.queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            dedup_key=dedup_key,
         )
 
     def rerun(self, source: RunRow, now: datetime) -> Unit[Created]:
-        """A new run of ``source``'s workflow and arguments, its timeout included."""
+        """A new run of ``source``'s workflow and arguments, its timeout and queue
+        options included (not its dedup key: the source may still hold it)."""
         args = (source.start_data or {}).get("args", [])
         return self._create(
             str(uuid.uuid4()),
@@ -62,6 +72,9 @@ class RunCreator:
             timeout=source.timeout_seconds,
             timeout_unknown=source.timeout_unknown,
             source_run_id=source.run_id,
+            queue=source.queue,
+            priority=source.priority,
+            concurrency_key=source.concurrency_key,
         )
 
     def fork(self, source: RunRow, events: Sequence[StoredEvent], now: datetime) -> Unit[Created]:
@@ -79,6 +92,9 @@ class RunCreator:
             timeout=source.timeout_seconds,
             timeout_unknown=source.timeout_unknown,
             source_run_id=source.run_id,
+            queue=source.queue,
+            priority=source.priority,
+            concurrency_key=source.concurrency_key,
         )
 
     def child(
@@ -103,6 +119,7 @@ class RunCreator:
             timeout_unknown=wf is None,
             parent_run_id=parent_run_id,
             parent_pos=pos,
+            queue=wf.queue if wf is not None else None,
         )
 
     def _create(
@@ -119,6 +136,10 @@ class RunCreator:
         parent_run_id: str | None = None,
         parent_pos: int | None = None,
         source_run_id: str | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
     ) -> Unit[Created]:
         deadline = begin + timedelta(seconds=timeout) if timeout else None
         return self._runs.create_run(
@@ -136,6 +157,10 @@ class RunCreator:
                 parent_pos=parent_pos,
                 source_run_id=source_run_id,
                 notify=begin <= now,
+                queue=queue,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                dedup_key=dedup_key,
             )
         )
 

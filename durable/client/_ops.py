@@ -10,19 +10,32 @@ cannot drift apart: the checks, the messages and the meaning of every result liv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from .._clock import utcnow
 from .._errors import AmbiguousRunId, InvalidArgument, RunCancelled, RunTimedOut
-from .._models import Event, PruneResult, RunInfo, RunPage, WorkerInfo, seconds
+from .._models import (
+    Event,
+    PruneResult,
+    Queue,
+    QueueInfo,
+    Rate,
+    RunInfo,
+    RunPage,
+    WorkerInfo,
+    seconds,
+)
 from .._registry import Registry
 from ..replay.errors import RunFailed
 from ..replay.vocabulary import RunStatus
 from ..store import (
     Created,
     DatabaseUnavailable,
+    PendingFacts,
+    QueueSpec,
     RunNotFound,
     RunRow,
     RunStateError,
@@ -62,10 +75,15 @@ class Ops:
         idempotency_key: str | None,
         start_at: datetime | None,
         delay: float | timedelta | None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_key: str | None = None,
     ) -> Op[Created]:
         """See :meth:`durable.App.start`."""
         wf = self._registry.workflow_def(workflow)
         wf.check_args(args)
+        _check_queue_options(queue, priority, concurrency_key, dedup_key)
         if start_at is not None and delay is not None:
             raise ValueError("pass start_at or delay, not both")
         if start_at is not None and (
@@ -79,9 +97,18 @@ class Ops:
         if delay_s:
             begin = now + timedelta(seconds=delay_s)
         created: Created = yield self._creator.start(
-            wf, encoded, run_id=run_id, idempotency_key=idempotency_key, begin=begin, now=now
+            wf,
+            encoded,
+            run_id=run_id,
+            idempotency_key=idempotency_key,
+            begin=begin,
+            now=now,
+            queue=queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            dedup_key=dedup_key,
         )
-        if not created.created and created.workflow != wf.name:
+        if not created.created and created.run_id == run_id and created.workflow != wf.name:
             raise RunStateError(
                 f"run {created.run_id!r} exists and is a run of workflow {created.workflow!r}, "
                 f"not {wf.name!r}; choose another run_id",
@@ -180,9 +207,14 @@ class Ops:
         return str(status)
 
     def get_run(self, run_id: str) -> Op[RunInfo]:
-        """See :meth:`durable.App.get_run`."""
-        row = yield self.runs.get_run(run_id)
-        return self.info(row)
+        """See :meth:`durable.App.get_run`; a pending run's ``pending_reason`` included."""
+        row: RunRow = yield self.runs.get_run(run_id)
+        reason = None
+        if row.status == RunStatus.PENDING:
+            facts = yield self.runs.pending_facts(run_id)
+            if facts is not None:
+                reason = pending_reason(row, facts)
+        return self.info(row, pending_reason=reason)
 
     def history(self, run_id: str) -> Op[list[Event]]:
         """See :meth:`durable.App.history`."""
@@ -291,7 +323,58 @@ class Ops:
             raise RunCancelled(row.run_id, end.get("reason"))
         raise RunTimedOut(row.run_id)
 
-    def info(self, row: RunRow) -> RunInfo:
+    def queues(self) -> Op[list[QueueInfo]]:
+        """See :meth:`durable.App.queues`."""
+        rows = yield self.runs.queues()
+        out = []
+        for q in rows:
+            keys = {}
+            if q.spec.key_concurrency is not None:
+                counts = yield self.runs.busiest_keys(q.spec.name)
+                keys = {k.key: {"running": k.running, "pending": k.pending} for k in counts}
+            out.append(
+                QueueInfo(
+                    name=q.spec.name,
+                    concurrency=q.spec.concurrency,
+                    worker_concurrency=q.spec.worker_concurrency,
+                    key_concurrency=q.spec.key_concurrency,
+                    rate_limit=_rate(q.spec),
+                    pending=q.pending,
+                    running=q.running,
+                    busiest_keys=keys,
+                )
+            )
+        return out
+
+    def set_queue(self, queue: Queue) -> Op[Queue]:
+        """Write a queue's declaration (the latest wins)."""
+        yield self.runs.put_queue(queue_spec(queue))
+        return queue
+
+    def update_queue(self, name: str, changes: dict[str, Any]) -> Op[Queue]:
+        """Change some limits of a stored queue, keeping the others (the CLI's ``queues
+        set``); ``changes`` maps a limit's name to its new value (None: no limit)."""
+        spec = yield self.runs.get_queue(name)
+        if spec is None:
+            raise InvalidArgument(
+                f"no queue named {name!r}; declare it with app.queue({name!r}, ...) "
+                "or start a run into it first"
+            )
+        current = {
+            "concurrency": spec.concurrency,
+            "worker_concurrency": spec.worker_concurrency,
+            "key_concurrency": spec.key_concurrency,
+            "rate_limit": _rate(spec),
+        }
+        unknown = set(changes) - set(current)
+        if unknown:
+            raise InvalidArgument(f"unknown queue limits: {', '.join(sorted(unknown))}")
+        current.update(changes)
+        queue = Queue(name, **current)
+        yield self.runs.put_queue(queue_spec(queue))
+        return queue
+
+    def info(self, row: RunRow, *, pending_reason: str | None = None) -> RunInfo:
         """A run's row as the public :class:`RunInfo`."""
         start = row.start_data or {}
         end = row.end_data or {}
@@ -318,7 +401,76 @@ class Ops:
             parent_run_id=row.parent_run_id,
             source_run_id=row.source_run_id,
             idempotency_key=row.idempotency_key,
+            queue=row.queue,
+            priority=row.priority,
+            concurrency_key=row.concurrency_key,
+            pending_reason=pending_reason,
         )
+
+
+def queue_spec(queue: Queue) -> QueueSpec:
+    """A declaration as the store's row."""
+    rate = queue.rate_limit
+    return QueueSpec(
+        name=queue.name,
+        concurrency=queue.concurrency,
+        worker_concurrency=queue.worker_concurrency,
+        key_concurrency=queue.key_concurrency,
+        rate_limit=rate.limit if rate is not None else None,
+        rate_per=rate.per if rate is not None else None,
+    )
+
+
+def _rate(spec: QueueSpec) -> Rate | None:
+    if spec.rate_limit is None or spec.rate_per is None:
+        return None
+    return Rate(spec.rate_limit, per=spec.rate_per)
+
+
+def pending_reason(row: RunRow, facts: PendingFacts) -> str:
+    """One line saying why a pending run has not started."""
+    if facts.deferred and facts.wake_at is not None:
+        return f"deferred until {facts.wake_at.isoformat(timespec='seconds')}"
+    if not facts.served:
+        return f"no live worker registers workflow {row.workflow!r}"
+    queue = row.queue
+    if queue is None:
+        return "waiting for a worker to claim it"
+    if facts.concurrency is not None and facts.held >= facts.concurrency:
+        return f"queue {queue!r}: {facts.held} of {facts.concurrency} slots taken"
+    key = row.concurrency_key
+    if (
+        key is not None
+        and facts.key_concurrency is not None
+        and facts.key_held >= facts.key_concurrency
+    ):
+        return (
+            f"key {key!r} of queue {queue!r}: {facts.key_held} of "
+            f"{facts.key_concurrency} slots taken"
+        )
+    if facts.rate_limit is not None and facts.recent >= facts.rate_limit:
+        wait = max(facts.next_start_in or 0.0, 0.0)
+        return (
+            f"rate limit of queue {queue!r} ({facts.rate_limit} per {facts.rate_per:g}s): "
+            f"next start in {math.ceil(wait)}s"
+        )
+    if facts.ahead:
+        return f"queue {queue!r}: {facts.ahead} run(s) ahead of it"
+    return f"queue {queue!r}: next to start, waiting for a worker to claim it"
+
+
+def _check_queue_options(
+    queue: str | None, priority: int, concurrency_key: str | None, dedup_key: str | None
+) -> None:
+    if queue is not None and (not isinstance(queue, str) or not queue.strip()):
+        raise InvalidArgument(f"queue must be a queue's name (a non-empty str), not {queue!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidArgument(f"priority must be an int (lower starts first), not {priority!r}")
+    if not -(2**31) <= priority < 2**31:
+        raise InvalidArgument(f"priority must fit in 32 bits, not {priority}")
+    for what, value in (("concurrency_key", concurrency_key), ("dedup_key", dedup_key)):
+        if value is not None and not isinstance(value, str):
+            raise InvalidArgument(f"{what} must be a str or None, not {value!r}")
 
 
 def timeout_message(run_id: str, timeout: float | None, status: str) -> str:

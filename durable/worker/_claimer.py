@@ -69,6 +69,14 @@ class Claimer:
                     claimed = self._leases.claim(
                         state.worker_id, limit, self._lease_seconds, workflows
                     )
+                    if len(claimed) < limit:
+                        claimed += self._leases.claim_queued(
+                            state.worker_id,
+                            limit - len(claimed),
+                            self._lease_seconds,
+                            workflows,
+                            self._held_per_queue(),
+                        )
                     failures = 0
                 except DurableError as exc:
                     failures += 1
@@ -86,6 +94,16 @@ class Claimer:
                     if len(claimed) == limit:
                         continue
             state.wake.wait(state.wait_time())
+
+    def _held_per_queue(self) -> dict[str, int]:
+        """How many runs of each queue this worker holds (for worker_concurrency)."""
+        held: dict[str, int] = {}
+        with self._state.lock:
+            for act in self._state.held.values():
+                queue = act.claim.queue
+                if queue is not None:
+                    held[queue] = held.get(queue, 0) + 1
+        return held
 
     def release_all(self) -> None:
         """Hand back every lease still held (at shutdown)."""

@@ -156,10 +156,13 @@ class WorkerState:
         self._to_close.put(None)
 
     def unhold(self, act: Activation) -> None:
-        """Forget a run this worker held."""
+        """Forget a run this worker held. For a run of a queue, the claim loop looks at
+        once: a slot of the queue (or the worker's room in it) may have come free."""
         with self.lock:
             if self.held.get(act.run_id) is act:
                 del self.held[act.run_id]
+        if act.claim.queue is not None:
+            self.wake.set()
 
     def note_wake(self, at: datetime | None) -> None:
         """Have the claim loop look again at ``at`` (if sooner than its next poll)."""

@@ -116,7 +116,7 @@ class Worker:
             lease_seconds=self.lease_seconds,
             concurrency=self.concurrency,
             workflows=sorted(self._app.registry.workflows),
-            queues=[],
+            queues=self._app.registry.served_queues(),
             runs_held=runs_held,
         )
 

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from collections.abc import Generator
 from typing import Any
 
-import psycopg
+import side_conn
 
 import durable
 
@@ -73,24 +72,7 @@ def collector_step_keys(k: int) -> list[str]:
 
 # -- recording executions ------------------------------------------------------------------
 
-_local = threading.local()
-
-
-def _execute(statement: str, params: tuple[Any, ...]) -> Any:
-    """Run one autocommit statement on this thread's own connection (reconnecting once)."""
-    for attempt in (1, 2):
-        conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
-        try:
-            if conn is None or conn.closed:
-                conn = psycopg.connect(os.environ["DURABLE_DSN"], autocommit=True)
-                _local.conn = conn
-            row = conn.execute(statement, params).fetchone()
-            return row[0] if row else None
-        except psycopg.OperationalError:
-            _local.conn = None
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+_execute = side_conn.execute
 
 
 def _begin(run_key: str, step_key: str) -> int:

@@ -39,6 +39,14 @@ EXPECTED: dict[str, list[str]] = {
         "order A-2: rejected (run completed): not enough lamp for order A-2",
         "orders with a run: 2; lamps left: 1",
     ],
+    "queues.py": [
+        "second digest start created a run: False (same run: True)",
+        "before any worker: no live worker registers workflow 'report'",
+        "started first: acme-monthly and initech-audit",
+        "most at once: 2 (queue concurrency 2)",
+        "two reports of one customer at once: 0 times",
+        "queue reports now: 0 running, 0 pending",
+    ],
     "saga.py": [
         "order S-1: completed, tracking track-S-1, charge-hold-S-1",
         "  shipping child run: completed",

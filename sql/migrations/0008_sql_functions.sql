@@ -27,14 +27,14 @@ BEGIN
                         'such as ''["o-42", 1999]''::jsonb (got %)', coalesce(start_run.args::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF start_run.queue IS NOT NULL THEN
-        RAISE EXCEPTION 'queues are not available in this version of pgdurable; pass queue => NULL'
-            USING ERRCODE = 'feature_not_supported';
+    IF start_run.queue = '' THEN
+        RAISE EXCEPTION 'queue must be a queue''s name or NULL, not an empty string'
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key,
-                      timeout_unknown, created_at, updated_at)
+                      timeout_unknown, created_at, updated_at, queue)
     VALUES (new_id, start_run.workflow, 'pending', now(), 1, start_run.idempotency_key,
-            true, now(), now())
+            true, now(), now(), start_run.queue)
     ON CONFLICT DO NOTHING;
     IF FOUND THEN
         INSERT INTO events (run_id, seq, type, data, created_at)
@@ -55,7 +55,7 @@ BEGIN
         RAISE EXCEPTION 'run % could not be created; try again', quote_literal(new_id)
             USING ERRCODE = 'serialization_failure';
     END IF;
-    IF found_wf <> start_run.workflow THEN
+    IF found_id = new_id AND found_wf <> start_run.workflow THEN
         RAISE EXCEPTION 'run % exists and is a run of workflow %, not %; choose another run_id',
             quote_literal(found_id), quote_literal(found_wf), quote_literal(start_run.workflow)
             USING ERRCODE = 'unique_violation';
