@@ -3,7 +3,11 @@
 -- Event batches travel as one jsonb array: [{"seq", "type", "data", "created_at"}, ...].
 
 -- name: create_run
-WITH ins AS (
+-- A queue nobody declared gets a row (no limits): the claim finds queues by their rows.
+WITH qa AS (
+    INSERT INTO queues (name) SELECT %(queue)s::text WHERE %(queue)s::text IS NOT NULL
+    ON CONFLICT (name) DO NOTHING
+), ins AS (
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
                       timeout_seconds, timeout_unknown, parent_run_id, parent_pos,
                       source_run_id, created_at, updated_at, queue, priority,
@@ -532,116 +536,9 @@ SELECT name, concurrency, worker_concurrency, key_concurrency, rate_limit, rate_
        updated_at
 FROM queues WHERE name = %(name)s
 
--- name: queues_with_work
--- The queues that have runs of these workflows to start or resume now.
-SELECT DISTINCT queue FROM runs
-WHERE status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
-  AND queue IS NOT NULL AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
-
--- name: queue_lock
--- Serialise admissions to one queue: the claim that follows, in the same transaction,
--- takes a fresh snapshot after this lock, so it counts every admission committed before.
-SELECT name FROM queues WHERE name = %(queue)s FOR UPDATE
-
--- name: queue_add
--- A queue runs were started into without a declaration: no limits.
-INSERT INTO queues (name) VALUES (%(queue)s) ON CONFLICT (name) DO NOTHING
-
 -- name: claim_queued
--- Lease runs of one queue (see docs/internals.md, "Queues"): first runs that hold a slot
--- already and are due again, then new admissions in priority order (ties by creation),
--- within the free slots of the queue and of each key, the rate limit's free starts in its
--- sliding window, and the room this worker has (worker_concurrency). Runs of keys that are
--- full are passed over, not waited behind. Must follow queue_lock in one transaction.
-WITH q AS (
-    SELECT concurrency, key_concurrency, rate_limit, rate_per,
-           least(coalesce(worker_concurrency - %(held)s, %(limit)s), %(limit)s) AS worker_room
-    FROM queues
-    WHERE name = %(queue)s
-),
-holding AS (
-    SELECT concurrency_key FROM runs
-    WHERE queue = %(queue)s AND admitted_at IS NOT NULL
-      AND status IN ('pending', 'running', 'waiting', 'paused')
-),
-room AS (
-    SELECT least(
-        coalesce((SELECT concurrency FROM q) - (SELECT count(*) FROM holding), %(limit)s),
-        coalesce((SELECT rate_limit FROM q) - (
-            SELECT count(*) FROM runs
-            WHERE queue = %(queue)s
-              AND admitted_at > clock_timestamp()
-                                - make_interval(secs => (SELECT rate_per FROM q))), %(limit)s)
-    ) AS fresh
-),
-again AS (
-    SELECT run_id, status, nudged, priority, created_at FROM runs
-    WHERE queue = %(queue)s AND admitted_at IS NOT NULL
-      AND status IN ('pending', 'running', 'waiting') AND wake_at IS NOT NULL
-      AND wake_at <= now() AND workflow = ANY(%(workflows)s::text[])
-    ORDER BY wake_at
-    LIMIT greatest((SELECT worker_room FROM q), 0)
-),
-keys AS (
-    SELECT DISTINCT concurrency_key AS key FROM runs
-    WHERE queue = %(queue)s AND admitted_at IS NULL AND (SELECT key_concurrency FROM q) IS NOT NULL
-      AND concurrency_key IS NOT NULL
-      AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
-      AND workflow = ANY(%(workflows)s::text[])
-),
-candidates AS (
-    SELECT c.run_id, c.status, c.nudged, c.priority, c.created_at FROM keys k
-    CROSS JOIN LATERAL (
-        SELECT run_id, status, nudged, priority, created_at FROM runs
-        WHERE queue = %(queue)s AND concurrency_key = k.key AND admitted_at IS NULL
-          AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
-          AND workflow = ANY(%(workflows)s::text[])
-        ORDER BY priority, created_at, run_id
-        LIMIT greatest((SELECT key_concurrency FROM q)
-                       - (SELECT count(*) FROM holding h WHERE h.concurrency_key = k.key), 0)
-    ) AS c
-    UNION ALL
-    (SELECT run_id, status, nudged, priority, created_at FROM runs
-     WHERE queue = %(queue)s AND admitted_at IS NULL
-       AND (concurrency_key IS NULL OR (SELECT key_concurrency FROM q) IS NULL)
-       AND status IN ('pending', 'waiting') AND wake_at IS NOT NULL AND wake_at <= now()
-       AND workflow = ANY(%(workflows)s::text[])
-     ORDER BY priority, created_at, run_id
-     LIMIT %(limit)s)
-),
-fresh AS (
-    SELECT run_id, status, nudged FROM candidates
-    ORDER BY priority, created_at, run_id
-    LIMIT greatest(least((SELECT fresh FROM room),
-                         (SELECT worker_room FROM q) - (SELECT count(*) FROM again)), 0)
-),
-chosen AS (
-    SELECT run_id, status, nudged FROM again UNION ALL SELECT run_id, status, nudged FROM fresh
-),
-c AS (
-    UPDATE runs AS r
-    SET status = 'running',
-        lease_token = gen_random_uuid(),
-        lease_owner = %(owner)s,
-        lease_expires_at = now() + make_interval(secs => %(lease)s),
-        wake_at = now() + make_interval(secs => %(lease)s),
-        nudged = false,
-        admitted_at = coalesce(r.admitted_at, clock_timestamp()),
-        started_at = coalesce(r.started_at, clock_timestamp()),
-        updated_at = now()
-    FROM chosen
-    WHERE r.run_id = chosen.run_id
-      AND r.status IN ('pending', 'running', 'waiting') AND r.wake_at <= now()
-    RETURNING r.run_id, r.workflow, r.lease_token, r.last_seq, r.history_start, r.deadline,
-              chosen.nudged, r.parent_run_id, r.parent_pos, chosen.status = 'pending' AS fresh,
-              r.timeout_unknown, r.created_at, r.queue
-)
-SELECT c.run_id, c.workflow, c.lease_token, c.last_seq, c.history_start, c.deadline, c.nudged,
-       c.parent_run_id, c.parent_pos, c.fresh, c.timeout_unknown, c.created_at,
-       e.seq, e.type, e.data, e.created_at, c.queue
-FROM c
-LEFT JOIN events AS e ON c.fresh AND e.run_id = c.run_id AND e.seq >= c.history_start
-ORDER BY c.run_id, e.seq
+SELECT * FROM claim_queued(%(owner)s, %(limit)s, %(lease)s, %(workflows)s::text[],
+                           %(held_queues)s::text[], %(held_counts)s::int[])
 
 -- name: queues_info
 -- Every queue with its limits, runs waiting for a slot and runs holding one.

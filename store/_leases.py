@@ -8,7 +8,6 @@ holds the lease and the log has not moved on; otherwise nothing is written and
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -82,40 +81,23 @@ class LeaseStore:
         workflows: Sequence[str],
         held: Mapping[str, int],
     ) -> list[Claim]:
-        """Lease up to ``limit`` runs of queues (docs/internals.md, "Queues"): for each
-        queue with runs of these workflows to start or resume, one transaction locks the
-        queue's row and admits within its limits; ``held`` is how many runs of each queue
-        this worker holds now (for ``worker_concurrency``)."""
+        """Lease up to ``limit`` runs of queues, in one statement (the ``claim_queued``
+        function, docs/internals.md 4.1): it locks the row of every queue with runs of
+        these workflows to start or resume and admits within their limits; ``held`` is
+        how many runs of each queue this worker holds now (for ``worker_concurrency``)."""
         with self._db.connection() as conn:
             rows = conn.execute(
-                self._q["queues_with_work"], {"workflows": list(workflows)}
+                self._q["claim_queued"],
+                {
+                    "owner": owner,
+                    "limit": limit,
+                    "lease": lease_seconds,
+                    "workflows": list(workflows),
+                    "held_queues": list(held),
+                    "held_counts": list(held.values()),
+                },
             ).fetchall()
-        queues = [str(r[0]) for r in rows]
-        random.shuffle(queues)  # no queue always goes first when the batch is small
-        claims: list[Claim] = []
-        for queue in queues:
-            room = limit - len(claims)
-            if room <= 0:
-                break
-
-            def body(conn: Conn, queue: str = queue, room: int = room) -> list[Any]:
-                if conn.execute(self._q["queue_lock"], {"queue": queue}).fetchone() is None:
-                    conn.execute(self._q["queue_add"], {"queue": queue})
-                    conn.execute(self._q["queue_lock"], {"queue": queue})
-                return conn.execute(
-                    self._q["claim_queued"],
-                    {
-                        "queue": queue,
-                        "owner": owner,
-                        "limit": room,
-                        "lease": lease_seconds,
-                        "workflows": list(workflows),
-                        "held": held.get(queue, 0),
-                    },
-                ).fetchall()
-
-            claims.extend(_claims(self._db.run(body)))
-        return claims
+        return _claims(rows)
 
     def set_timeout(
         self,

@@ -31,6 +31,9 @@ BEGIN
         RAISE EXCEPTION 'queue must be a queue''s name or NULL, not an empty string'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF start_run.queue IS NOT NULL THEN  -- the claim finds queues by their rows
+        INSERT INTO queues (name) VALUES (start_run.queue) ON CONFLICT (name) DO NOTHING;
+    END IF;
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key,
                       timeout_unknown, created_at, updated_at, queue)
     VALUES (new_id, start_run.workflow, 'pending', now(), 1, start_run.idempotency_key,
