@@ -23,9 +23,11 @@ from ._models import (
     RetryPolicy,
     RunInfo,
     RunPage,
+    ScheduleInfo,
     WorkerInfo,
 )
 from ._replayer import Mismatch, ReplayReport
+from ._schedules import Schedule
 from .client import AsyncClient, AsyncRunHandle, RunHandle
 from .replay import Context, EventType, RunStatus
 from .replay.errors import (
@@ -47,6 +49,7 @@ from .store import (
     RunNotActive,
     RunNotFound,
     RunStateError,
+    ScheduleNotFound,
     StoreError,
     Timeouts,
 )
@@ -89,6 +92,9 @@ __all__ = [
     "RunStateError",
     "RunStatus",
     "RunTimedOut",
+    "Schedule",
+    "ScheduleInfo",
+    "ScheduleNotFound",
     "SerializationError",
     "StepFailed",
     "StoreError",

@@ -19,10 +19,13 @@ from ._models import (
     RetryPolicy,
     RunInfo,
     RunPage,
+    ScheduleInfo,
     WorkerInfo,
+    seconds,
 )
 from ._registry import Registry, StepDef, WorkflowDef
 from ._replayer import Replayer, ReplayReport
+from ._schedules import Schedule
 from .client import AsyncClient, Client, RunHandle
 from .client._ops import queue_spec
 from .store import Store, Timeouts
@@ -195,6 +198,72 @@ class App:
         if self._store is not None:
             self.client.set_queue(queue)
         return queue
+
+    def schedule(
+        self,
+        name: str,
+        workflow: Any,
+        *,
+        cron: str | None = None,
+        every: float | timedelta | None = None,
+        timezone: str = "UTC",
+        args: tuple[Any, ...] | list[Any] = (),
+        overlap: str = "skip",
+        catchup_window: float | timedelta = timedelta(minutes=1),
+        queue: str | None = None,
+    ) -> Schedule:
+        """Declare a schedule: a run of ``workflow`` (with ``args``) at each tick of
+        ``cron`` (5 fields, in ``timezone``) or ``every`` interval (multiples since the
+        Unix epoch), exactly once per tick whichever worker fires it, its run id
+        ``name@<tick UTC>``. ``overlap`` says what a tick does while the previous run has
+        not ended (``skip``, ``buffer_one``, ``buffer_all``, ``cancel_other``,
+        ``allow_all``); after downtime, missed ticks younger than ``catchup_window`` are
+        started. Workers write the declarations to the database when they start (the
+        latest wins). A bad cron expression, time zone or argument raises at once."""
+        wf = self.registry.workflow_def(workflow)
+        wf.check_args(tuple(args))
+        schedule = Schedule(
+            name=name,
+            workflow=wf.name,
+            cron=cron,
+            every=seconds(every, "every") if every is not None else None,
+            timezone=timezone,
+            args=tuple(args),
+            overlap=overlap,
+            catchup_window=seconds(catchup_window, "catchup_window") or 0.0,
+            queue=queue,
+        )
+        self.codec.encode_args(schedule.args)  # SerializationError now, not at a tick
+        self.registry.schedules[name] = schedule
+        return schedule
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop a schedule from firing until :meth:`resume_schedule`."""
+        self.client.pause_schedule(name, True)
+
+    def resume_schedule(self, name: str) -> None:
+        """Let a paused schedule fire again, from its next tick (missed ticks are not
+        caught up)."""
+        self.client.pause_schedule(name, False)
+
+    def trigger_schedule(self, name: str) -> RunHandle:
+        """Start a run of the schedule now (its tick: the current second), whatever its
+        overlap policy says."""
+        return self.client.trigger_schedule(name)
+
+    def backfill_schedule(self, name: str, start: datetime, end: datetime) -> list[RunHandle]:
+        """Start one run per tick in ``[start, end)`` that has none yet, whatever the
+        overlap policy says; a second backfill of the same range starts nothing."""
+        return self.client.backfill_schedule(name, start, end)
+
+    def delete_schedule(self, name: str) -> None:
+        """Delete a schedule from the database (its runs stay). A worker whose code still
+        declares it writes it again when it starts."""
+        self.client.delete_schedule(name)
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule in the database, with its next five fire times and last run."""
+        return self.client.list_schedules()
 
     def queues(self) -> list[QueueInfo]:
         """Every queue: its limits, runs waiting for a slot (``pending``), runs holding

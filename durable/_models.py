@@ -171,6 +171,28 @@ class QueueInfo(BaseModel):
     busiest_keys: dict[str, dict[str, int]] = {}
 
 
+class ScheduleInfo(BaseModel):
+    """A schedule as stored (see :meth:`App.list_schedules`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    workflow: str
+    cron: str | None = None
+    #: the interval in seconds, for an ``every`` schedule
+    every: float | None = None
+    timezone: str = "UTC"
+    paused: bool = False
+    overlap: str = "skip"
+    catchup_window: float = 60.0
+    queue: str | None = None
+    #: the next ticks (5; none while paused)
+    next_fire_times: list[datetime] = []
+    last_run_id: str | None = None
+    #: ticks waiting for the previous run to end (overlap buffer_one / buffer_all)
+    buffered: int = 0
+
+
 class Event(BaseModel):
     """One entry of a run's log."""
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from ._codec import Codec, type_hints
 from ._errors import WorkflowNotFound
 from ._models import Queue, RetryPolicy, seconds
+from ._schedules import Schedule
 from .replay import StepCall, current_context
 
 __all__ = ["Registry", "StepDef", "StepOptions", "WorkflowDef"]
@@ -83,6 +84,7 @@ class Registry:
         self.workflows: dict[str, WorkflowDef] = {}
         self.steps: dict[str, StepDef] = {}
         self.queues: dict[str, Queue] = {}
+        self.schedules: dict[str, Schedule] = {}
 
     def queue(self, queue: Queue) -> Queue:
         """Register a queue's declaration (a later one of the same name replaces it)."""

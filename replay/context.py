@@ -93,10 +93,13 @@ class Context:
     same answers every time the run is replayed.
     """
 
-    def __init__(self, *, run_id: str, workflow: str, seed: int) -> None:
+    def __init__(
+        self, *, run_id: str, workflow: str, seed: int, scheduled_at: datetime | None = None
+    ) -> None:
         self._run_id = run_id
         self._workflow = workflow
         self._seed = seed
+        self._scheduled_at = scheduled_at
         self._random: random.Random | None = None
         self._uuid_random: random.Random | None = None
         self._logger: logging.Logger | None = None
@@ -119,6 +122,11 @@ class Context:
     def workflow(self) -> str:
         """The workflow's registered name."""
         return self._workflow
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """The tick of a run a schedule started (an aware UTC datetime); None elsewhere."""
+        return self._scheduled_at
 
     @property
     def is_replaying(self) -> bool:

@@ -295,7 +295,13 @@ class Engine:
         if self._ctx is not None:
             raise ValueError(f"run_started fed twice (seq {event.seq})")
         data = event.data
-        ctx = Context(run_id=self._run_id, workflow=self._workflow, seed=int(data["seed"]))
+        tick = data.get("scheduled_at")
+        ctx = Context(
+            run_id=self._run_id,
+            workflow=self._workflow,
+            seed=int(data["seed"]),
+            scheduled_at=datetime.fromisoformat(tick) if tick else None,
+        )
         ctx._patches_seen = self._patches_seen
         ctx._replaying = self._replaying
         ctx._now = self._now

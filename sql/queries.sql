@@ -594,3 +594,84 @@ WHERE r.run_id = %(run_id)s
 -- name: readmit
 -- A retried run of a queue takes a slot again through admission.
 UPDATE runs SET admitted_at = NULL WHERE run_id = %(run_id)s AND queue IS NOT NULL
+
+-- name: db_now
+SELECT now()
+
+-- name: schedule_put
+-- A declaration (the latest wins). A schedule whose timing did not change keeps its next
+-- tick and buffered ticks (a worker's restart neither skips nor repeats one); a paused one
+-- stays paused.
+INSERT INTO schedules AS s (name, workflow, cron, every_seconds, timezone, args, overlap,
+                            catchup_seconds, queue, next_fire_at, due_at)
+VALUES (%(name)s, %(workflow)s, %(cron)s, %(every)s, %(timezone)s, %(args)s::jsonb,
+        %(overlap)s, %(catchup)s, %(queue)s, %(next_fire_at)s, %(next_fire_at)s)
+ON CONFLICT (name) DO UPDATE
+SET workflow = EXCLUDED.workflow,
+    args = EXCLUDED.args,
+    overlap = EXCLUDED.overlap,
+    catchup_seconds = EXCLUDED.catchup_seconds,
+    queue = EXCLUDED.queue,
+    cron = EXCLUDED.cron,
+    every_seconds = EXCLUDED.every_seconds,
+    timezone = EXCLUDED.timezone,
+    next_fire_at = CASE WHEN (s.cron, s.every_seconds, s.timezone)
+                             IS NOT DISTINCT FROM (EXCLUDED.cron, EXCLUDED.every_seconds,
+                                                   EXCLUDED.timezone)
+                        THEN s.next_fire_at ELSE EXCLUDED.next_fire_at END,
+    due_at = CASE WHEN (s.cron, s.every_seconds, s.timezone)
+                       IS NOT DISTINCT FROM (EXCLUDED.cron, EXCLUDED.every_seconds,
+                                             EXCLUDED.timezone)
+                  THEN s.due_at ELSE EXCLUDED.due_at END,
+    buffered = CASE WHEN (s.cron, s.every_seconds, s.timezone)
+                         IS NOT DISTINCT FROM (EXCLUDED.cron, EXCLUDED.every_seconds,
+                                               EXCLUDED.timezone)
+                    THEN s.buffered ELSE '{}' END,
+    updated_at = now()
+
+-- name: schedules_due
+-- The schedules to fire now; a schedule another worker is firing is skipped.
+SELECT name, workflow, cron, every_seconds, timezone, args, overlap, catchup_seconds, queue,
+       paused, next_fire_at, due_at, buffered, last_run_id, last_fired_at
+FROM schedules
+WHERE due_at <= now() AND NOT paused
+ORDER BY due_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: schedule_get
+SELECT name, workflow, cron, every_seconds, timezone, args, overlap, catchup_seconds, queue,
+       paused, next_fire_at, due_at, buffered, last_run_id, last_fired_at
+FROM schedules WHERE name = %(name)s
+
+-- name: schedule_lock
+SELECT name, workflow, cron, every_seconds, timezone, args, overlap, catchup_seconds, queue,
+       paused, next_fire_at, due_at, buffered, last_run_id, last_fired_at
+FROM schedules WHERE name = %(name)s FOR UPDATE
+
+-- name: schedules_list
+SELECT name, workflow, cron, every_seconds, timezone, args, overlap, catchup_seconds, queue,
+       paused, next_fire_at, due_at, buffered, last_run_id, last_fired_at
+FROM schedules ORDER BY name
+
+-- name: schedule_fired
+UPDATE schedules
+SET next_fire_at = %(next_fire_at)s, due_at = %(due_at)s, buffered = %(buffered)s,
+    last_run_id = coalesce(%(last_run_id)s, last_run_id),
+    last_fired_at = CASE WHEN %(last_run_id)s::text IS NULL THEN last_fired_at
+                         ELSE now() END,
+    updated_at = now()
+WHERE name = %(name)s
+
+-- name: schedule_paused
+UPDATE schedules SET paused = %(paused)s, next_fire_at = %(next_fire_at)s,
+       due_at = %(next_fire_at)s, updated_at = now()
+WHERE name = %(name)s
+RETURNING name
+
+-- name: schedule_delete
+DELETE FROM schedules WHERE name = %(name)s RETURNING name
+
+-- name: schedule_next_due
+-- Seconds until the earliest due schedule (NULL: none), by the database's clock.
+SELECT extract(epoch FROM min(due_at) - now()) FROM schedules WHERE NOT paused

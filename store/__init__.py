@@ -17,6 +17,7 @@ from ._errors import (
     RunNotActive,
     RunNotFound,
     RunStateError,
+    ScheduleNotFound,
     StoreError,
 )
 from ._group import GroupAppender, NotFinishedHere
@@ -44,9 +45,11 @@ from ._records import (
     WorkerRow,
 )
 from ._runs import Created, RunStore
+from ._schedules import SCHEDULES_CHANGED, FireDecision, ScheduleRow, ScheduleStore
 from ._store import Store
 
 __all__ = [
+    "SCHEDULES_CHANGED",
     "AppendResult",
     "AsyncDatabase",
     "AsyncListener",
@@ -57,6 +60,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "DueTimer",
+    "FireDecision",
     "GroupAppender",
     "InboxWait",
     "InvalidConnection",
@@ -80,6 +84,9 @@ __all__ = [
     "RunRow",
     "RunStateError",
     "RunStore",
+    "ScheduleNotFound",
+    "ScheduleRow",
+    "ScheduleStore",
     "StatRow",
     "Store",
     "StoreError",

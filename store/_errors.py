@@ -17,6 +17,7 @@ __all__ = [
     "RunNotActive",
     "RunNotFound",
     "RunStateError",
+    "ScheduleNotFound",
     "StoreError",
 ]
 
@@ -78,3 +79,14 @@ class RunStateError(DurableError):
         super().__init__(message)
         self.run_id = run_id
         self.status = status
+
+
+class ScheduleNotFound(DurableError, LookupError):
+    """No schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+    def __str__(self) -> str:
+        return f"no schedule named {self.name!r} (durable schedules lists them)"

@@ -59,9 +59,10 @@ class RunStore:
     def create_run(self, run: NewRun) -> Unit[Created]:
         """Create a run with its first events, unless its run_id or its idempotency key
         (per workflow) exists; then nothing is written and the existing run is named."""
-        return Unit(functools.partial(self._create, run))
+        return Unit(functools.partial(self.create_plan, run))
 
-    def _create(self, run: NewRun) -> Plan[Created]:
+    def create_plan(self, run: NewRun) -> Plan[Created]:
+        """The plan of :meth:`create_run`, to compose into a larger unit of work."""
         params = {
             "run_id": run.run_id,
             "workflow": run.workflow,

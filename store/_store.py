@@ -9,6 +9,7 @@ from ._family import Family
 from ._group import GroupAppender
 from ._leases import LeaseStore
 from ._runs import RunStore
+from ._schedules import ScheduleStore
 
 __all__ = ["Store"]
 
@@ -32,6 +33,7 @@ class Store:
         family = Family(self.db)
         self.runs = RunStore(self.db, family)
         self.leases = LeaseStore(self.db, family)
+        self.schedules = ScheduleStore(self.db, family, self.runs)
 
     @property
     def dsn(self) -> str:

@@ -18,7 +18,17 @@ import pydantic_core
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from .. import App, InvalidArgument, PruneResult, Rate, RunHandle, RunInfo, RunStatus, embedded
+from .. import (
+    App,
+    InvalidArgument,
+    PruneResult,
+    Rate,
+    RunHandle,
+    RunInfo,
+    RunStatus,
+    ScheduleNotFound,
+    embedded,
+)
 from ._common import (
     CliError,
     bare_app,
@@ -37,6 +47,7 @@ from ._render import (
     print_run,
     queues_table,
     runs_table,
+    schedules_table,
     stats_tables,
     workers_table,
 )
@@ -51,6 +62,7 @@ __all__ = [
     "cmd_replay",
     "cmd_rerun",
     "cmd_runs",
+    "cmd_schedules",
     "cmd_show",
     "cmd_signal",
     "cmd_start",
@@ -327,6 +339,75 @@ def _rate(text: str) -> Rate | None:
             f"--rate takes N/SECONDS (at most N starts in any SECONDS), like 100/60, or none; "
             f"not {text!r}"
         ) from None
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    """``durable schedules [ACTION] [NAME]``: list the schedules, or act on one."""
+    action = args.action
+    if action == "list":
+        if args.name:
+            raise CliError(f"durable schedules list takes no NAME (got {args.name!r})")
+        with bare_app(args, read_only=True) as app:
+            schedules = app.list_schedules()
+            schema = app.schema
+        if args.json:
+            print_json([s.model_dump(mode="json") for s in schedules])
+            return 0
+        console = out_console()
+        if not schedules:
+            console.print("no schedules (workers write them when they start)")
+        else:
+            console.print(schedules_table(schedules))
+        note_database(args, schema)
+        return 0
+    if not args.name:
+        raise CliError(f"durable schedules {action} needs the schedule's NAME")
+    if action != "backfill" and (args.start or args.end):
+        raise CliError("--start and --end go with durable schedules backfill")
+    console = out_console()
+    with bare_app(args) as app:
+        try:
+            if action == "pause":
+                app.pause_schedule(args.name)
+                console.print(f"schedule {args.name!r} paused")
+            elif action == "resume":
+                app.resume_schedule(args.name)
+                console.print(f"schedule {args.name!r} resumed")
+            elif action == "delete":
+                app.delete_schedule(args.name)
+                console.print(f"schedule {args.name!r} deleted (its runs stay)")
+            elif action == "trigger":
+                handle = app.trigger_schedule(args.name)
+                if args.json:
+                    print_json({"run_id": handle.run_id})
+                else:
+                    console.print(handle.run_id)
+            else:
+                start, end = _instant(args.start, "--start"), _instant(args.end, "--end")
+                handles = app.backfill_schedule(args.name, start, end)
+                if args.json:
+                    print_json([h.run_id for h in handles])
+                else:
+                    for h in handles:
+                        console.print(h.run_id)
+                    console.print(f"{len(handles)} run(s) started")
+        except ScheduleNotFound as exc:
+            raise CliError(str(exc)) from None
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    return 0
+
+
+def _instant(text: str | None, flag: str) -> datetime:
+    if not text:
+        raise CliError(f"durable schedules backfill needs {flag} ISO (such as 2026-11-01T00:00Z)")
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliError(
+            f"{flag} takes an ISO date-time, such as 2026-11-01T00:00Z; not {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def cmd_workers(args: argparse.Namespace) -> int:

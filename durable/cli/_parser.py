@@ -18,6 +18,7 @@ from ._commands import (
     cmd_replay,
     cmd_rerun,
     cmd_runs,
+    cmd_schedules,
     cmd_show,
     cmd_signal,
     cmd_start,
@@ -336,6 +337,28 @@ def _inspecting_commands(command: _Factory) -> None:
     p.add_argument("--rate", metavar="N/SECONDS", help="at most N starts in any SECONDS, or none")
     p.add_argument("--json", action="store_true", help="print the queues as a JSON list")
     p.set_defaults(handler=cmd_queues)
+
+    p = command(
+        "schedules",
+        "list the schedules, or pause, resume, trigger, backfill or delete one",
+        "List the schedules (workers write their declarations when they start) with their\n"
+        "next fire times and last run; or act on one:\n\n"
+        "  durable schedules pause|resume|trigger|delete NAME\n"
+        "  durable schedules backfill NAME --start 2026-11-01T00:00Z --end 2026-11-08T00:00Z\n\n"
+        "trigger starts a run now, backfill one run per tick in [start, end) that has none.",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=["list", "pause", "resume", "trigger", "backfill", "delete"],
+        help="what to do (default: list)",
+    )
+    p.add_argument("name", nargs="?", help="the schedule (for every action but list)")
+    p.add_argument("--start", metavar="ISO", help="backfill: the first instant (inclusive)")
+    p.add_argument("--end", metavar="ISO", help="backfill: the last instant (exclusive)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=cmd_schedules)
 
 
 def _operating_commands(command: _Factory) -> None:

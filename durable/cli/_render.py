@@ -12,7 +12,16 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from .. import Event, EventType, QueueInfo, RunInfo, RunPage, RunStatus, WorkerInfo
+from .. import (
+    Event,
+    EventType,
+    QueueInfo,
+    RunInfo,
+    RunPage,
+    RunStatus,
+    ScheduleInfo,
+    WorkerInfo,
+)
 from .._models import limits_text
 
 __all__ = [
@@ -548,6 +557,41 @@ def queues_table(queues: list[QueueInfo]) -> Table:
                 Text(str(counts["pending"]), style="dim"),
                 "",
             )
+    return table
+
+
+def _interval(seconds: float) -> str:
+    """An ``every`` interval in its largest whole unit: ``90s``, ``5m``, ``2h``, ``1d``."""
+    whole = int(seconds)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def schedules_table(schedules: list[ScheduleInfo]) -> Table:
+    """The table of ``durable schedules``: when, the next fire times, the last run."""
+    table = _listing(len(schedules), "schedule")
+    table.add_column("schedule", overflow="fold")
+    table.add_column("when", overflow="fold")
+    table.add_column("next", no_wrap=True)
+    table.add_column("last run", overflow="fold")
+    for s in schedules:
+        when = s.cron if s.cron is not None else f"every {_interval(s.every or 0)}"
+        if s.timezone != "UTC":
+            when += f" {s.timezone}"
+        when += f", {s.overlap}"
+        if s.paused:
+            upcoming = Text("paused", style="yellow")
+        else:
+            now = datetime.now(UTC)
+            upcoming = Text(
+                "\n".join(
+                    format_time(t) + (" (due)" if t <= now else "") for t in s.next_fire_times[:3]
+                )
+            )
+        last = s.last_run_id.split("@", 1)[1] if s.last_run_id and "@" in s.last_run_id else "-"
+        table.add_row(Text(f"{s.name}\n{s.workflow}"), Text(when), upcoming, Text(last))
     return table
 
 

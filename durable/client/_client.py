@@ -11,15 +11,27 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from .._models import Event, PruneResult, Queue, QueueInfo, RunInfo, RunPage, WorkerInfo
+from .._models import (
+    Event,
+    PruneResult,
+    Queue,
+    QueueInfo,
+    RunInfo,
+    RunPage,
+    ScheduleInfo,
+    WorkerInfo,
+)
 from .._registry import Registry
+from .._schedules import Schedule
 from ..replay.vocabulary import TERMINAL_STATUSES
-from ..store import DatabaseUnavailable, RunRow, Store, Unit
+from ..store import DatabaseUnavailable, RunRow, ScheduleNotFound, Store, Unit
+from ._create import RunCreator
 from ._handle import RunHandle
 from ._ops import Op, Ops, timeout_message
+from ._scheduling import Scheduling
 from ._waiter import ResultWaiter
 
 __all__ = ["Client"]
@@ -277,6 +289,44 @@ class Client:
     def update_queue(self, name: str, **changes: Any) -> Queue:
         """Change some limits of a stored queue (``durable queues set``)."""
         return self._run(self.ops.update_queue(name, changes))
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def scheduling(self) -> Scheduling:
+        """The schedules over this client's store."""
+        store = self._store()
+        return Scheduling(store.schedules, RunCreator(store.runs, self._registry), self._registry)
+
+    def put_schedule(self, schedule: Schedule) -> None:
+        """Write a schedule's declaration (the latest wins)."""
+        self._store().db.perform(self.scheduling().put(schedule))
+
+    def pause_schedule(self, name: str, paused: bool = True) -> None:
+        """See :meth:`durable.App.pause_schedule`."""
+        self._store().db.perform(self.scheduling().set_paused(name, paused))
+
+    def trigger_schedule(self, name: str) -> RunHandle:
+        """See :meth:`durable.App.trigger_schedule`."""
+        return RunHandle(self, self._store().db.perform(self.scheduling().trigger(name)))
+
+    def backfill_schedule(self, name: str, start: datetime, end: datetime) -> list[RunHandle]:
+        """See :meth:`durable.App.backfill_schedule`."""
+        created = self._store().db.perform(self.scheduling().backfill(name, start, end))
+        return [RunHandle(self, run_id, created=True) for run_id in created]
+
+    def delete_schedule(self, name: str) -> None:
+        """See :meth:`durable.App.delete_schedule`."""
+        store = self._store()
+        if not store.db.perform(store.schedules.delete(name)):
+            raise ScheduleNotFound(name)
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """See :meth:`durable.App.list_schedules`."""
+        store = self._store()
+        rows = store.db.perform(store.schedules.all())
+        scheduling = self.scheduling()
+        now = datetime.now(UTC)
+        return [scheduling.info(row, now) for row in rows]
 
     def workers(self) -> list[WorkerInfo]:
         """See :meth:`durable.App.workers`."""

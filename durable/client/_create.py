@@ -16,6 +16,7 @@ from typing import Any
 
 from .._clock import new_seed
 from .._registry import Registry, WorkflowDef
+from .._schedules import run_id_for
 from ..replay.vocabulary import EventType
 from ..store import Created, NewEvent, NewRun, RunRow, RunStore, StoredEvent, Unit
 
@@ -122,7 +123,37 @@ class RunCreator:
             queue=wf.queue if wf is not None else None,
         )
 
+    def scheduled(
+        self,
+        schedule: str,
+        workflow: str,
+        encoded_args: list[Any],
+        tick: datetime,
+        now: datetime,
+        queue: str | None,
+    ) -> NewRun:
+        """The run of a schedule's tick (``schedule@tick``): ``ctx.scheduled_at`` is the
+        tick; its id makes it once however many workers fire the schedule."""
+        wf = self._registry.workflows.get(workflow)
+        started = _started(workflow, encoded_args, now)
+        data = {**started.data, "scheduled_at": tick.isoformat()}
+        return self._new_run(
+            run_id_for(schedule, tick),
+            workflow,
+            [NewEvent(1, started.type, data, now)],
+            now=now,
+            begin=now,
+            timeout=wf.timeout if wf is not None else None,
+            timeout_unknown=wf is None,
+            queue=queue if queue is not None else (wf.queue if wf is not None else None),
+        )
+
     def _create(
+        self, run_id: str, workflow: str, events: list[NewEvent], **options: Any
+    ) -> Unit[Created]:
+        return self._runs.create_run(self._new_run(run_id, workflow, events, **options))
+
+    def _new_run(
         self,
         run_id: str,
         workflow: str,
@@ -140,28 +171,26 @@ class RunCreator:
         priority: int = 0,
         concurrency_key: str | None = None,
         dedup_key: str | None = None,
-    ) -> Unit[Created]:
+    ) -> NewRun:
         deadline = begin + timedelta(seconds=timeout) if timeout else None
-        return self._runs.create_run(
-            NewRun(
-                run_id=run_id,
-                workflow=workflow,
-                events=events,
-                now=now,
-                wake_at=begin,
-                idempotency_key=idempotency_key,
-                timeout_seconds=timeout,
-                deadline=deadline,
-                timeout_unknown=timeout_unknown,
-                parent_run_id=parent_run_id,
-                parent_pos=parent_pos,
-                source_run_id=source_run_id,
-                notify=begin <= now,
-                queue=queue,
-                priority=priority,
-                concurrency_key=concurrency_key,
-                dedup_key=dedup_key,
-            )
+        return NewRun(
+            run_id=run_id,
+            workflow=workflow,
+            events=events,
+            now=now,
+            wake_at=begin,
+            idempotency_key=idempotency_key,
+            timeout_seconds=timeout,
+            deadline=deadline,
+            timeout_unknown=timeout_unknown,
+            parent_run_id=parent_run_id,
+            parent_pos=parent_pos,
+            source_run_id=source_run_id,
+            notify=begin <= now,
+            queue=queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            dedup_key=dedup_key,
         )
 
 

@@ -1,20 +1,29 @@
-"""The worker's background loops: heartbeats that keep its leases, and LISTEN for starts,
-signals and nudges (a hint to claim or look at a held run at once; polling is the net)."""
+"""The worker's background loops: heartbeats that keep its leases, LISTEN for starts,
+signals and nudges (a hint to claim or look at a held run at once; polling is the net),
+and the scheduler that fires due schedules."""
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+from .._schedules import Schedule
+from ..client._scheduling import Scheduling
 from ..replay.errors import DurableError
-from ..store import LeaseStore, Listener, WorkerBeat
+from ..store import SCHEDULES_CHANGED, LeaseStore, Listener, Unit, WorkerBeat
 from ._cache import EngineCache
 from ._state import Activation, WorkerState
 
-__all__ = ["heartbeat_loop", "listen_loop"]
+__all__ = ["heartbeat_loop", "listen_loop", "scheduler_loop"]
 
 log = logging.getLogger("durable.worker")
+
+#: the longest the scheduler sleeps between two looks at the schedules (a change made
+#: elsewhere also wakes it, through the work channel)
+SCHEDULER_IDLE = 30.0
 
 
 def heartbeat_loop(
@@ -82,6 +91,9 @@ def listen_loop(
             try:
                 while not state.stopped.is_set():
                     for run_id in listener.wait(0.5):
+                        if run_id == SCHEDULES_CHANGED:
+                            state.schedules_wake.set()
+                            continue
                         with state.lock:
                             held = state.held.get(run_id)
                         if held is not None:
@@ -94,3 +106,41 @@ def listen_loop(
                     "worker %s: LISTEN connection lost (%s); reconnecting", state.worker_id, exc
                 )
                 state.wake.set()  # notifications may have been lost: look for work now
+
+
+def scheduler_loop(
+    state: WorkerState,
+    perform: Callable[[Unit[Any]], Any],
+    scheduling: Scheduling,
+    declarations: list[Schedule],
+) -> None:
+    """Write this worker's schedule declarations, then fire due schedules until the
+    worker stops: look at the earliest ``due_at`` (one indexed statement, by the
+    database's clock), sleep until then (at most ``SCHEDULER_IDLE`` seconds, or until a
+    schedule changes), fire what is due (one transaction), and again."""
+    pending = list(declarations)
+    failures = 0
+    while not state.stopping.is_set():
+        try:
+            while pending:
+                perform(scheduling.put(pending[0]))
+                pending.pop(0)
+            wait = perform(scheduling.next_due_in())
+            if wait is not None and wait <= 0:
+                fired = perform(scheduling.fire_due())
+                if fired:
+                    log.info("worker %s: started scheduled runs %s", state.worker_id, fired)
+                state.wake.set()  # the claim loop: new runs
+                continue
+            failures = 0
+        except DurableError as exc:
+            failures += 1
+            wait = min(0.2 * 2**failures, 5.0)
+            log.warning("worker %s: scheduler: %s; retrying in %.1fs", state.worker_id, exc, wait)
+        timeout = SCHEDULER_IDLE if wait is None else min(max(wait, 0.01), SCHEDULER_IDLE)
+        deadline = time.monotonic() + timeout
+        while not state.stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or state.schedules_wake.wait(min(left, 0.5)):
+                break
+        state.schedules_wake.clear()

@@ -78,6 +78,7 @@ class WorkerState:
         self.shut_down = False
         self._to_close: queue.SimpleQueue[Engine | None] = queue.SimpleQueue()
         self.wake = threading.Event()  # the claim loop: look for work now
+        self.schedules_wake = threading.Event()  # the scheduler: a schedule changed
         self.stopping = threading.Event()  # stop() was called: claim nothing new
         self.stopped = threading.Event()  # the claim loop has ended
         self._executor = ThreadPoolExecutor(

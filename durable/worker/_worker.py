@@ -22,10 +22,11 @@ from typing import Protocol
 from .._registry import Registry
 from .._replayer import Replayer
 from ..client import RunCreator
+from ..client._scheduling import Scheduling
 from ..replay.errors import DurableError
 from ..store import Store, WorkerBeat
 from ._attempts import Attempts
-from ._background import heartbeat_loop, listen_loop
+from ._background import heartbeat_loop, listen_loop, scheduler_loop
 from ._cache import EngineCache
 from ._claimer import Claimer
 from ._driver import RunDriver
@@ -175,6 +176,17 @@ class Worker:
                 daemon=True,
             ),
             threading.Thread(target=state.closer_loop, name="durable-closer", daemon=True),
+            threading.Thread(
+                target=scheduler_loop,
+                args=(
+                    state,
+                    store.db.perform,
+                    Scheduling(store.schedules, RunCreator(store.runs, registry), registry),
+                    list(registry.schedules.values()),
+                ),
+                name="durable-scheduler",
+                daemon=True,
+            ),
             threading.Thread(
                 target=listen_loop,
                 args=(state, lambda: store.listener(store.work_channel), driver.tick),

@@ -47,6 +47,11 @@ EXPECTED: dict[str, list[str]] = {
         "two reports of one customer at once: 0 times",
         "queue reports now: 0 running, 0 pending",
     ],
+    "schedules.py": [
+        "'often' ran at least twice: True; each run's id is its tick",
+        "backfill of a week: 7 runs, a second backfill: 0",
+        "first backfilled run: nightly@2026-11-23T02:00:00Z -> summary of nightly 2026-11-23",
+    ],
     "saga.py": [
         "order S-1: completed, tracking track-S-1, charge-hold-S-1",
         "  shipping child run: completed",
