@@ -36,6 +36,8 @@ __all__ = ["App"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DEFAULT_RETRY = RetryPolicy()
+#: the ``format`` of :meth:`App.export`'s document
+EXPORT_FORMAT = "pgdurable.export/1"
 
 
 class App:
@@ -399,6 +401,18 @@ class App:
         """Runs, newest first, filtered by workflow, status and a search over run id,
         idempotency key and workflow name."""
         return self.client.list_runs(workflow, status, search, limit, offset)
+
+    def export(self, run_id: str) -> dict[str, Any]:
+        """The run and its whole log as JSON-compatible data: ``{"format":
+        "pgdurable.export/1", "run": {...}, "events": [{seq, type, created_at, data}]}``
+        (what ``durable export`` prints; values are as the codec stored them)."""
+        run = self.get_run(run_id)
+        events = self.history(run_id)
+        return {
+            "format": EXPORT_FORMAT,
+            "run": run.model_dump(mode="json", exclude={"args", "result"}, fallback=repr),
+            "events": [e.model_dump(mode="json") for e in events],
+        }
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers: each heartbeats its row; one that stops heartbeating for longer

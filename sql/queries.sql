@@ -578,7 +578,10 @@ SELECT r.wake_at, r.wake_at > now() AS deferred,
           AND h.concurrency_key = r.concurrency_key AND h.admitted_at IS NOT NULL
           AND h.status IN ('pending', 'running', 'waiting', 'paused')) AS key_held,
        (SELECT count(*) FROM runs h WHERE h.queue = r.queue
-          AND h.admitted_at > clock_timestamp() - make_interval(secs => q.rate_per)) AS recent,
+          AND h.admitted_at > clock_timestamp() - make_interval(secs => q.rate_per))
+       + (SELECT count(*) FROM runs h WHERE h.queue = r.queue
+          AND h.previous_admitted_at > clock_timestamp() - make_interval(secs => q.rate_per))
+          AS recent,
        (SELECT min(h.admitted_at) + make_interval(secs => q.rate_per) - clock_timestamp()
           FROM (SELECT admitted_at FROM runs h2 WHERE h2.queue = r.queue
                   AND h2.admitted_at > clock_timestamp() - make_interval(secs => q.rate_per)
@@ -593,7 +596,8 @@ WHERE r.run_id = %(run_id)s
 
 -- name: readmit
 -- A retried run of a queue takes a slot again through admission.
-UPDATE runs SET admitted_at = NULL WHERE run_id = %(run_id)s AND queue IS NOT NULL
+UPDATE runs SET previous_admitted_at = admitted_at, admitted_at = NULL
+WHERE run_id = %(run_id)s AND queue IS NOT NULL AND admitted_at IS NOT NULL
 
 -- name: db_now
 SELECT now()
@@ -662,6 +666,10 @@ SET next_fire_at = %(next_fire_at)s, due_at = %(due_at)s, buffered = %(buffered)
                          ELSE now() END,
     updated_at = now()
 WHERE name = %(name)s
+
+-- name: schedule_defer
+-- A schedule this worker cannot compute (its time zone or cron expression): a minute later.
+UPDATE schedules SET due_at = now() + interval '1 minute' WHERE name = %(name)s
 
 -- name: schedule_paused
 UPDATE schedules SET paused = %(paused)s, next_fire_at = %(next_fire_at)s,

@@ -186,8 +186,15 @@ class Database:
                 self._step_pool.close()
                 self._step_pool = None
 
+    @staticmethod
+    def transaction_failed(conn: Any) -> bool:
+        """Whether ``conn`` (sync or async) is in a transaction a failed statement aborted."""
+        from psycopg.pq import TransactionStatus
+
+        return bool(conn.info.transaction_status == TransactionStatus.INERROR)
+
     @contextlib.contextmanager
-    def step_transaction(self, lease_seconds: float) -> Iterator[Conn]:
+    def step_transaction(self, lease_seconds: float, max_size: int = 0) -> Iterator[Conn]:
         """A connection inside a transaction, for a transactional step: from a pool of
         its own whose connections keep the server's and the role's settings (the user's
         search_path and time zone, not pgdurable's), with pgdurable's timeouts, except
@@ -201,7 +208,7 @@ class Database:
                     self._step_pool = ConnectionPool(
                         self.dsn,
                         min_size=0,
-                        max_size=self._max_size,
+                        max_size=max(max_size, self._max_size),
                         kwargs={
                             "autocommit": True,
                             "connect_timeout": int(self.connect_timeout),
@@ -410,10 +417,11 @@ def check_callers_conn(closed: bool, autocommit: bool, status: Any) -> None:
 
     if closed:
         raise InvalidConnection("the connection passed as conn= is closed")
-    if autocommit:
+    if autocommit and status == TransactionStatus.IDLE:
         raise InvalidConnection(
-            "the connection passed as conn= is in autocommit mode, so there is no transaction "
-            "to join; open one with `with conn.transaction():` (or use autocommit=False)"
+            "the connection passed as conn= is in autocommit mode with no transaction open, "
+            "so there is none to join; open one with `with conn.transaction():` (or use "
+            "autocommit=False)"
         )
     if status == TransactionStatus.INERROR:
         raise InvalidConnection(

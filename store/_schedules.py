@@ -97,20 +97,33 @@ class ScheduleStore:
         )
         yield from self._family.notify(self._db.work_channel, SCHEDULES_CHANGED)
 
-    def fire_due(self, decide: Decide, limit: int = 50) -> Unit[list[str]]:
+    def fire_due(
+        self, decide: Decide, limit: int = 50
+    ) -> Unit[tuple[list[str], list[tuple[str, str]]]]:
         """Fire up to ``limit`` due schedules (each locked, ``SKIP LOCKED``: one worker
-        fires a schedule at a time); returns the ids of the runs created."""
+        fires a schedule at a time); returns the ids of the runs created, and the
+        schedules ``decide`` refused (name, why: a time zone or cron expression this
+        process cannot read), which are looked at again in a minute."""
         return Unit(functools.partial(self._fire_due, decide, limit), tx=True)
 
-    def _fire_due(self, decide: Decide, limit: int) -> Plan[list[str]]:
+    def _fire_due(
+        self, decide: Decide, limit: int
+    ) -> Plan[tuple[list[str], list[tuple[str, str]]]]:
         now = (yield Query(self._q["db_now"]))[0]
         rows = yield Query(self._q["schedules_due"], {"limit": limit}, "all")
         created: list[str] = []
+        refused: list[tuple[str, str]] = []
         for r in rows:
             row = _row(r)
-            made = yield from self._apply(row, decide(row, now, (yield from self._active(row))))
-            created.extend(made)
-        return created
+            active = yield from self._active(row)
+            try:
+                decision = decide(row, now, active)
+            except Exception as exc:  # one bad row must not stop the others
+                refused.append((row.name, f"{type(exc).__name__}: {exc}"))
+                yield Query(self._q["schedule_defer"], {"name": row.name}, "none")
+                continue
+            created.extend((yield from self._apply(row, decision)))
+        return created, refused
 
     def _active(self, row: ScheduleRow) -> Plan[bool]:
         if row.last_run_id is None:

@@ -55,6 +55,7 @@ from ._render import (
 __all__ = [
     "cmd_db",
     "cmd_emit",
+    "cmd_export",
     "cmd_fork",
     "cmd_operate",
     "cmd_prune",
@@ -244,6 +245,13 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 0
     print_run(out_console(), run, history)
     note_database(args, schema)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``durable export RUN_ID``: the run and its log as JSON."""
+    with bare_app(args, read_only=True) as app:
+        print_json(app.export(app.resolve_run_id(args.run_id)))
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import NoReturn, Protocol
 from ._commands import (
     cmd_db,
     cmd_emit,
+    cmd_export,
     cmd_fork,
     cmd_operate,
     cmd_prune,
@@ -296,6 +297,15 @@ def _inspecting_commands(command: _Factory) -> None:
         "--json", action="store_true", help='print the run as JSON, with its events under "history"'
     )
     p.set_defaults(handler=cmd_show)
+
+    p = command(
+        "export",
+        "print a run and its whole log as JSON",
+        "Print a run and its whole log as JSON (what app.export returns): to keep as a test\n"
+        "fixture, to replay against new code, or to attach to a bug report.",
+    )
+    p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
+    p.set_defaults(handler=cmd_export)
 
     p = command(
         "stats",

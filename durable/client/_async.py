@@ -103,8 +103,9 @@ class AsyncClient:
     async def _ready(self) -> tuple[AsyncDatabase, Ops]:
         if self._db is None or self._ops is None:
             store = await asyncio.to_thread(self._store_factory)
-            self._ops = Ops(store.runs, self._registry)
-            self._db = AsyncDatabase(store.db, max_size=self._pool_size)
+            if self._db is None or self._ops is None:  # not made by a concurrent first call
+                self._ops = Ops(store.runs, self._registry)
+                self._db = AsyncDatabase(store.db, max_size=self._pool_size)
         return self._db, self._ops
 
     async def _run(self, make: Callable[[Ops], Op[T]], conn: Any = None) -> T:

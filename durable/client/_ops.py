@@ -210,7 +210,10 @@ class Ops:
         """See :meth:`durable.App.get_run`; a pending run's ``pending_reason`` included."""
         row: RunRow = yield self.runs.get_run(run_id)
         reason = None
-        if row.status == RunStatus.PENDING:
+        waits_for_slot = (
+            row.status == RunStatus.WAITING and row.queue is not None and row.admitted_at is None
+        )  # a retried run of a queue
+        if row.status == RunStatus.PENDING or waits_for_slot:
             facts = yield self.runs.pending_facts(run_id)
             if facts is not None:
                 reason = pending_reason(row, facts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._models import ScheduleInfo
@@ -17,6 +17,7 @@ from ._create import RunCreator
 __all__ = ["Scheduling", "schedule_of"]
 
 NEXT_FIRE_TIMES = 5
+MAX_BACKFILL = 10_000
 
 Op = Generator[Unit[Any], Any, Any]
 
@@ -84,7 +85,7 @@ class Scheduling:
         """Seconds until the earliest due schedule (None: no schedule)."""
         return self._schedules.next_due_in()
 
-    def fire_due(self) -> Unit[list[str]]:
+    def fire_due(self) -> Unit[tuple[list[str], list[tuple[str, str]]]]:
         """Fire the due schedules (a worker's scheduler calls it)."""
         return self._schedules.fire_due(self.decide)
 
@@ -111,12 +112,16 @@ class Scheduling:
         def make(row: ScheduleRow) -> list[NewRun]:
             schedule = schedule_of(row)
             now = datetime.now(UTC)
-            ticks = [t for t in schedule.ticks_between(start, end) if t < end]
-            if len(ticks) > 10_000:
-                raise ValueError(
-                    f"backfill of schedule {name!r} would start {len(ticks)} runs; "
-                    "backfill at most 10,000 ticks at a time"
-                )
+            ticks: list[datetime] = []
+            for tick in schedule.ticks_after(start - timedelta(microseconds=1)):
+                if tick >= end:
+                    break
+                if len(ticks) == MAX_BACKFILL:
+                    raise ValueError(
+                        f"backfill of schedule {name!r} would start more than "
+                        f"{MAX_BACKFILL:,} runs; backfill a shorter range at a time"
+                    )
+                ticks.append(tick)
             return [self._run(row, tick, now) for tick in ticks]
 
         return self._schedules.backfill(name, make)

@@ -24,6 +24,8 @@ log = logging.getLogger("durable.worker")
 #: the longest the scheduler sleeps between two looks at the schedules (a change made
 #: elsewhere also wakes it, through the work channel)
 SCHEDULER_IDLE = 30.0
+#: how long it waits when a due schedule is being fired by another worker
+SCHEDULER_BUSY = 0.2
 
 
 def heartbeat_loop(
@@ -121,23 +123,44 @@ def scheduler_loop(
     pending = list(declarations)
     failures = 0
     while not state.stopping.is_set():
+        wait: float | None
         try:
             while pending:
                 perform(scheduling.put(pending[0]))
                 pending.pop(0)
             wait = perform(scheduling.next_due_in())
             if wait is not None and wait <= 0:
-                fired = perform(scheduling.fire_due())
+                fired, refused = perform(scheduling.fire_due())
+                for name, problem in refused:
+                    log.error(
+                        "worker %s: schedule %r cannot fire here (%s); looking at it again "
+                        "in a minute",
+                        state.worker_id,
+                        name,
+                        problem,
+                    )
                 if fired:
                     log.info("worker %s: started scheduled runs %s", state.worker_id, fired)
-                state.wake.set()  # the claim loop: new runs
-                continue
+                    state.wake.set()  # the claim loop: new runs
+                # Nothing fired: another worker holds the due schedule (it is firing it),
+                # or it was refused; look again shortly rather than at once.
+                wait = 0.0 if fired else SCHEDULER_BUSY
             failures = 0
-        except DurableError as exc:
+        except Exception as exc:  # never let the scheduler thread die
             failures += 1
             wait = min(0.2 * 2**failures, 5.0)
-            log.warning("worker %s: scheduler: %s; retrying in %.1fs", state.worker_id, exc, wait)
-        timeout = SCHEDULER_IDLE if wait is None else min(max(wait, 0.01), SCHEDULER_IDLE)
+            level = logging.WARNING if isinstance(exc, DurableError) else logging.ERROR
+            log.log(
+                level,
+                "worker %s: scheduler: %s; retrying in %.1fs",
+                state.worker_id,
+                exc,
+                wait,
+                exc_info=not isinstance(exc, DurableError),
+            )
+        if wait is not None and wait <= 0:
+            continue
+        timeout = SCHEDULER_IDLE if wait is None else min(wait, SCHEDULER_IDLE)
         deadline = time.monotonic() + timeout
         while not state.stopping.is_set():
             left = deadline - time.monotonic()

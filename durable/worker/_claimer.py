@@ -70,13 +70,7 @@ class Claimer:
                         state.worker_id, limit, self._lease_seconds, workflows
                     )
                     if len(claimed) < limit:
-                        claimed += self._leases.claim_queued(
-                            state.worker_id,
-                            limit - len(claimed),
-                            self._lease_seconds,
-                            workflows,
-                            self._held_per_queue(),
-                        )
+                        claimed += self._claim_queued(limit - len(claimed), workflows)
                     failures = 0
                 except DurableError as exc:
                     failures += 1
@@ -94,6 +88,20 @@ class Claimer:
                     if len(claimed) == limit:
                         continue
             state.wake.wait(state.wait_time())
+
+    def _claim_queued(self, limit: int, workflows: list[str]) -> list[Claim]:
+        """Runs of queues; an error here must not lose the unqueued runs just leased."""
+        try:
+            return self._leases.claim_queued(
+                self._state.worker_id,
+                limit,
+                self._lease_seconds,
+                workflows,
+                self._held_per_queue(),
+            )
+        except DurableError as exc:
+            log.warning("worker %s: cannot claim queued runs (%s)", self._state.worker_id, exc)
+            return []
 
     def _held_per_queue(self) -> dict[str, int]:
         """How many runs of each queue this worker holds (for worker_concurrency)."""

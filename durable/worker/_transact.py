@@ -62,36 +62,42 @@ class TransactionalSteps:
         self._state = state
         self._loop = loop
         self._lease_seconds = lease_seconds
-        self._adb = AsyncDatabase(db, max_size=max(concurrency, 1), own_settings=False)
+        self._size = max(concurrency, 1)  # every pool thread may run a transactional step
+        self._adb = AsyncDatabase(db, max_size=self._size, own_settings=False)
 
     def run(self, act: Activation, step: PendingStep, definition: StepDef) -> NewEvent | None:
         """One attempt: None when its result is committed (fed and written), else the
         failure event to record the usual way. Raises :class:`Lost` when the run must be
-        let go (lease lost, or the database failed before the commit)."""
+        let go (lease lost, or the database failed around the step's code)."""
         if definition.is_async:
             return self._run_async(act, step, definition)
         call = step.call
-        committing = False
+        stage = "begin"  # begin -> code -> commit: where an exception came from
         try:
-            with self._db.step_transaction(self._lease_seconds) as conn:
+            with self._db.step_transaction(self._lease_seconds, self._size) as conn:
+                stage = "code"
                 value = definition.fn(conn, *call.args, **call.kwargs)
+                _check_not_aborted(self._db, conn, definition)
                 event = self._steps.completed(step, value)
+                stage = "append"
                 with act.lock:
                     plan = self._prepare(act, event)
                     try:
-                        self._db.drive(conn, plan)
+                        result = self._db.drive(conn, plan)
                     except Exception as exc:  # fenced out, or the database failed
                         self._lost(act, definition, exc)
-                committing = True
-            return None
+                    act.nudged = act.nudged or result.nudged
+                stage = "commit"
         except Lost:
             raise
         except BaseException as exc:  # a step may raise anything; we record it
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            if committing:
+            if stage != "code":  # no transaction, or a failed commit: not the step's doing
                 self._lost(act, definition, exc)
             return self._steps.failure(step, definition, exc)
+        self._state.write_succeeded(act.run_id)
+        return None
 
     # -- async ---------------------------------------------------------------------------
 
@@ -101,7 +107,7 @@ class TransactionalSteps:
         ready: concurrent.futures.Future[tuple[NewEvent, asyncio.Future[Plan[Any]]]] = (
             concurrent.futures.Future()
         )
-        appended: concurrent.futures.Future[None] = concurrent.futures.Future()
+        appended: concurrent.futures.Future[Any] = concurrent.futures.Future()
         attempt = asyncio.run_coroutine_threadsafe(
             self._attempt(step, definition, ready, appended), self._loop
         )
@@ -110,6 +116,8 @@ class TransactionalSteps:
         if not ready.done():  # the code raised (or its result cannot be stored)
             try:
                 attempt.result()
+            except _NoTransaction as exc:
+                self._lost(act, definition, exc.__cause__ or exc)
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
@@ -125,14 +133,16 @@ class TransactionalSteps:
                 raise exc
             self._loop.call_soon_threadsafe(plan_box.set_result, plan)
             try:
-                appended.result()
+                result = appended.result()
             except Exception as exc:  # fenced out, or the database failed
                 attempt.exception()
                 self._lost(act, definition, exc)
+            act.nudged = act.nudged or result.nudged
         try:
             attempt.result()  # the commit
         except BaseException as exc:
             self._lost(act, definition, exc)
+        self._state.write_succeeded(act.run_id)
         return None
 
     async def _attempt(
@@ -140,23 +150,33 @@ class TransactionalSteps:
         step: PendingStep,
         definition: StepDef,
         ready: concurrent.futures.Future[tuple[NewEvent, asyncio.Future[Plan[Any]]]],
-        appended: concurrent.futures.Future[None],
+        appended: concurrent.futures.Future[Any],
     ) -> None:
         """On the loop: the transaction, the step's code, then the append the pool thread
         prepares (``plan_box``), then the commit."""
         call = step.call
-        async with self._adb.step_transaction(self._lease_seconds) as conn:
+        try:
+            transaction = self._adb.step_transaction(self._lease_seconds)
+            conn = await transaction.__aenter__()
+        except Exception as exc:  # no transaction: not the step's doing
+            raise _NoTransaction(exc) from exc
+        try:
             value = await definition.fn(conn, *call.args, **call.kwargs)
+            _check_not_aborted(self._db, conn, definition)
             event = self._steps.completed(step, value)
             plan_box: asyncio.Future[Plan[Any]] = self._loop.create_future()
             ready.set_result((event, plan_box))
             plan = await plan_box  # Lost when the run was let go meanwhile: roll back
             try:
-                await self._adb.drive(conn, plan)
+                result = await self._adb.drive(conn, plan)
             except BaseException as exc:
                 appended.set_exception(exc)
                 raise
-            appended.set_result(None)
+            appended.set_result(result)
+        except BaseException as exc:
+            await transaction.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        await transaction.__aexit__(None, None, None)
 
     def close(self) -> None:
         """Close the async pool (from the pool thread, before the loop stops)."""
@@ -205,3 +225,23 @@ class TransactionalSteps:
         )
         self._state.release_later(act.run_id, act.token, backoff)
         raise Lost() from exc
+
+
+class _NoTransaction(Exception):
+    """The step's transaction could not be opened (pool exhausted, database away)."""
+
+
+class StepTransactionAborted(Exception):
+    """A transactional step returned, but its transaction had failed inside it."""
+
+
+def _check_not_aborted(db: Database, conn: Any, definition: StepDef) -> None:
+    """A step that caught a database error and returned has an aborted transaction: its
+    result cannot be recorded there. That is the step's failure, retried by its policy."""
+    if db.transaction_failed(conn):
+        raise StepTransactionAborted(
+            f"transactional step {definition.name!r} returned, but a statement in its "
+            "transaction had failed (an error it caught?): the transaction is aborted and "
+            "its writes are rolled back; use a savepoint (with conn.transaction():) around "
+            "statements whose errors it handles"
+        )

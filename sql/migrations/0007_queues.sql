@@ -22,7 +22,9 @@ ALTER TABLE runs
     ADD COLUMN priority         integer NOT NULL DEFAULT 0,
     ADD COLUMN concurrency_key  text,
     ADD COLUMN dedup_key        text,
-    ADD COLUMN admitted_at      timestamptz;
+    ADD COLUMN admitted_at      timestamptz,
+    -- the start before a retry readmitted the run: the rate limit's window still counts it
+    ADD COLUMN previous_admitted_at timestamptz;
 
 -- The claim of unqueued runs no longer sees queued ones; they have indexes of their own.
 DROP INDEX runs_claimable;
@@ -42,14 +44,17 @@ CREATE INDEX runs_queue_slots ON runs (queue, concurrency_key)
     WHERE admitted_at IS NOT NULL AND status IN ('pending', 'running', 'waiting', 'paused');
 -- starts per queue, for the rate limit's window
 CREATE INDEX runs_queue_starts ON runs (queue, admitted_at) WHERE admitted_at IS NOT NULL;
+CREATE INDEX runs_queue_restarts ON runs (queue, previous_admitted_at)
+    WHERE previous_admitted_at IS NOT NULL;
 -- a dedup key is taken while a run of the queue with it has not ended
 CREATE UNIQUE INDEX runs_dedup ON runs (coalesce(queue, ''), dedup_key)
     WHERE dedup_key IS NOT NULL
       AND status IN ('pending', 'running', 'waiting', 'paused', 'blocked');
 
 -- The claim of queued runs: one call (one statement, so the claim loop pays one round trip)
--- that locks the row of every queue with runs of these workflows to start or resume, in
--- name order (claims never deadlock), then, queue by queue from a random one, leases within
+-- that locks the row of every queue with runs of these workflows to start or resume (those
+-- another claim holds are skipped: it is admitting them), then, queue by queue from a
+-- random one, leases within
 -- the queue's limits. Each claim below is a statement of its own inside this VOLATILE
 -- function, so under READ COMMITTED it takes a fresh snapshot after the locks: it counts
 -- every admission committed before, and its own commit with the call. held_queues and
@@ -90,7 +95,8 @@ BEGIN
                           AND r.workflow = ANY(p_workflows)
                         LIMIT 1), false)
         ORDER BY qq.name
-        FOR UPDATE
+        -- a queue another claim is admitting right now is left to it this time
+        FOR UPDATE SKIP LOCKED
     ) AS locked;
     n := cardinality(queues_due);
     IF n = 0 THEN
@@ -124,6 +130,11 @@ BEGIN
                          SELECT count(*) FROM runs
                          WHERE queue = p_queue
                            AND admitted_at > clock_timestamp()
+                                             - make_interval(secs => (SELECT rate_per FROM q)))
+                       - (
+                         SELECT count(*) FROM runs
+                         WHERE queue = p_queue
+                           AND previous_admitted_at > clock_timestamp()
                                              - make_interval(secs => (SELECT rate_per FROM q)))
                 END
             ) AS fresh

@@ -147,6 +147,11 @@ COMMANDS = [
     "prune",
     "replay",
     "db",
+    "export",
+    "stats",
+    "workers",
+    "queues",
+    "schedules",
 ]
 
 

@@ -684,3 +684,40 @@ def test_retry_refuses_a_run_that_compensated_before_failing(app: durable.App, w
     assert info.value.run_id == run.run_id and info.value.status == "failed"
     assert [e.type for e in app.history(run.run_id)] == before
     assert app.get_run(run.run_id).status == "failed"
+
+
+def test_export_is_the_run_and_its_log_as_json(
+    app: durable.App, worker: Any, tmp_path: Any
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    @app.step()
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow(name="exported")
+    def exported(ctx: durable.Context, x: int) -> int:
+        return (yield double(x))
+
+    run = app.start(exported, 21)
+    with worker(app):
+        assert run.result(timeout=30) == 42
+    doc = app.export(run.run_id)
+    assert doc["format"] == "pgdurable.export/1"
+    assert doc["run"]["run_id"] == run.run_id and doc["run"]["status"] == "completed"
+    assert [e["type"] for e in doc["events"]] == [
+        "run_started", "step_completed", "run_completed"
+    ]  # fmt: skip
+    assert doc["events"][0]["data"]["args"] == [21]
+    json.dumps(doc)  # JSON-compatible throughout
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
+    env.update(DURABLE_DSN=app.dsn, DURABLE_HOME=str(tmp_path / "home"))
+    printed = subprocess.run(
+        [sys.executable, "-m", "durable", "export", run.run_id[:8]],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == doc

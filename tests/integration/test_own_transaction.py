@@ -151,3 +151,18 @@ def test_async_start_in_the_callers_transaction(app: durable.App, dsn: str, work
     with pytest.raises(durable.RunNotFound):
         app.get_run("a-2")
     assert app.stats()["total"] == 1
+
+
+def test_an_autocommit_connection_inside_its_transaction_block_is_joined(
+    app: durable.App, dsn: str
+) -> None:
+    order = _define(app)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        with conn.transaction():
+            app.start(order, "o-7", run_id="ac-1", conn=conn)
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+            app.start(order, "o-8", run_id="ac-2", conn=conn)
+            conn.execute("SELECT 1/0")  # the block rolls back, the run with it
+    assert app.get_run("ac-1").status == "pending"
+    with pytest.raises(durable.RunNotFound):
+        app.get_run("ac-2")

@@ -303,3 +303,31 @@ def test_durable_queues_shows_and_changes_limits(app: durable.App, dsn: str, tmp
     shown = _durable(dsn, tmp_path, "show", run.run_id)
     assert "queue        emails (priority 2, key tenant-7)" in shown.stdout
     assert "no live worker registers workflow 'mail'" in shown.stdout
+
+
+def test_a_retried_run_still_counts_its_first_start_in_the_rate_window(
+    app: durable.App, worker: Any
+) -> None:
+    attempts: list[int] = []
+
+    @app.step(retry=None)
+    def once_broken() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("broken")
+        return "fixed"
+
+    @app.workflow(name="rated", queue="rated")
+    def rated(ctx: durable.Context) -> str:
+        return (yield once_broken())
+
+    app.queue("rated", rate_limit=durable.Rate(1, per=60))
+    run = app.start(rated)
+    with worker(app):
+        with pytest.raises(durable.RunFailed):
+            run.result(timeout=30)
+        app.retry(run.run_id)
+        time.sleep(1.0)  # a worker would have started it by now without the window
+        info = app.get_run(run.run_id)
+    assert info.status == "waiting" and len(attempts) == 1
+    assert (info.pending_reason or "").startswith("rate limit of queue 'rated' (1 per 60s)")

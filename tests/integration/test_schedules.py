@@ -237,3 +237,28 @@ def test_durable_schedules_cli(app: durable.App, dsn: str, tmp_path: Any) -> Non
     ]
     bad = _durable(dsn, tmp_path, "schedules", "backfill", "poll", "--start", "x", "--end", "y")
     assert "--start takes an ISO date-time" in bad.stderr
+
+
+def test_a_schedule_this_worker_cannot_read_does_not_stop_the_others(
+    app: durable.App, dsn: str, worker: Any, caplog: Any
+) -> None:
+    @app.workflow(name="beat")
+    def beat(ctx: durable.Context) -> None:
+        return None
+        yield  # a generator
+
+    with psycopg.connect(dsn, autocommit=True) as conn:  # as a newer tzdata could write it
+        conn.execute(
+            "INSERT INTO durable.schedules (name, workflow, cron, timezone, next_fire_at, due_at)"
+            " VALUES ('alien', 'beat', '* * * * *', 'Mars/Olympus', now(), now())"
+        )
+    app.schedule("good", beat, every=1)
+    with worker(app):
+        wait_for(lambda: len(_tick_runs(app, "good")) >= 2, timeout=30)
+    assert "schedule 'alien' cannot fire here" in caplog.text
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT due_at > now() + interval '30 s' FROM durable.schedules WHERE name = 'alien'"
+        ).fetchone()
+    assert row == (True,)  # looked at again in a minute, not in a loop
+    assert _tick_runs(app, "alien") == []

@@ -243,7 +243,7 @@ def test_the_description_ignores_the_schemas_name(empty_dsn: str) -> None:
 
 
 # the last column of runs, after which a column added by ALTER TABLE appears
-_LAST_COLUMN = "   runs.admitted_at: timestamp with time zone\n"
+_LAST_COLUMN = "   runs.previous_admitted_at: timestamp with time zone\n"
 
 
 @pytest.mark.parametrize(

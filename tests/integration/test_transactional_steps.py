@@ -149,3 +149,51 @@ def test_transaction_needs_a_connection_parameter(app: durable.App) -> None:
 
     with pytest.raises(TypeError, match="parentheses"):
         app.transaction(lambda conn: None)  # type: ignore[arg-type]
+
+
+def test_a_step_that_swallows_a_database_error_fails_instead_of_looping(
+    app: durable.App, ledger: str, worker: Any
+) -> None:
+    calls: list[int] = []
+
+    @app.transaction(retry=durable.RetryPolicy(max_attempts=2, initial_interval=0.05))
+    def careless(conn: psycopg.Connection[Any]) -> str:
+        calls.append(1)
+        conn.execute("INSERT INTO ledger (note) VALUES ('kept?')")
+        try:
+            conn.execute("SELECT 1/0")
+        except psycopg.errors.DivisionByZero:
+            return "handled"  # but the transaction is aborted
+        return "unreachable"
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> None:
+        yield careless()
+
+    run = app.start(wf)
+    with worker(app), pytest.raises(durable.RunFailed, match="transaction is aborted"):
+        run.result(timeout=30)
+    assert len(calls) == 2  # its retry policy, not a loop
+    assert _notes(ledger) == []
+
+
+def test_a_transactional_step_can_start_a_run_in_its_transaction(
+    app: durable.App, worker: Any
+) -> None:
+    @app.workflow(name="followup")
+    def followup(ctx: durable.Context, n: int) -> int:
+        return n
+        yield  # a generator
+
+    @app.transaction()
+    def place(conn: psycopg.Connection[Any], n: int) -> str:
+        return app.start(followup, n, run_id=f"followup-{n}", conn=conn).run_id
+
+    @app.workflow()
+    def wf(ctx: durable.Context) -> str:
+        return (yield place(7))
+
+    run = app.start(wf)
+    with worker(app):
+        assert run.result(timeout=30) == "followup-7"
+        assert app.handle("followup-7").result(timeout=30) == 7

@@ -149,3 +149,31 @@ def test_overlap_policies_while_the_previous_run_is_active(
         )
         assert later.starts == [utc(2026, 1, 1, 12, 0, 0)]
         assert len(later.buffered) == buffered - 1
+
+
+def test_a_zero_catch_up_window_still_fires_a_tick_seen_a_moment_late() -> None:
+    s = Schedule("s", "wf", every=10, catchup_window=0)
+    late = decide(
+        s,
+        now=utc(2026, 1, 1, 12, 0, 0) + timedelta(milliseconds=300),
+        next_fire_at=utc(2026, 1, 1, 12),
+        buffered=[],
+        previous_active=False,
+    )
+    assert late.starts == [utc(2026, 1, 1, 12)]
+    after_downtime = decide(
+        s, now=utc(2026, 1, 1, 13), next_fire_at=utc(2026, 1, 1, 12), buffered=[],
+        previous_active=False,
+    )  # fmt: skip
+    assert after_downtime.starts == [utc(2026, 1, 1, 13)]  # only the tick of now
+    assert after_downtime.skipped == 360
+
+
+def test_a_long_outage_does_not_list_every_missed_tick() -> None:
+    s = Schedule("s", "wf", every=1, catchup_window=60)
+    d = decide(
+        s, now=utc(2027, 1, 1), next_fire_at=utc(2026, 1, 1), buffered=[],
+        previous_active=False,
+    )  # fmt: skip
+    assert len(d.starts) == 1  # skip: the first of the window's ticks starts
+    assert d.skipped == 10_000 + 60  # before the window: counted up to a limit, not listed
