@@ -596,24 +596,24 @@ def schedules_table(schedules: list[ScheduleInfo]) -> Table:
 
 
 def workers_table(workers: list[WorkerInfo]) -> Table:
-    """The table of ``durable workers``."""
+    """The table of ``durable workers``: who, how busy, since when, what it serves."""
     table = _listing(len(workers), "live worker")
     table.add_column("worker", overflow="fold")
-    table.add_column("pid", justify="right", no_wrap=True)
     table.add_column("runs", justify="right", no_wrap=True)
     table.add_column("started", no_wrap=True)
-    table.add_column("last seen", no_wrap=True)
-    table.add_column("workflows", overflow="fold")
+    table.add_column("seen", justify="right", no_wrap=True)
+    table.add_column("serves", overflow="fold")
+    now = datetime.now(UTC)
     for w in workers:
+        serves = "workflows " + (", ".join(w.workflows) or "none")
+        if w.queues:
+            serves += "\nqueues " + ", ".join(w.queues)
+        seen = max((now - w.last_seen).total_seconds(), 0.0)
         table.add_row(
             Text(w.worker_id),
-            str(w.pid),
             f"{w.runs_held}/{w.concurrency}",
             Text(format_time(w.started_at)),
-            Text(format_time(w.last_seen)),
-            Text(
-                (", ".join(w.workflows) or "none")
-                + (f"; queues {', '.join(w.queues)}" if w.queues else "")
-            ),
+            f"{seen:.0f}s ago",
+            Text(serves),
         )
     return table

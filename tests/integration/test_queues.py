@@ -331,3 +331,24 @@ def test_a_retried_run_still_counts_its_first_start_in_the_rate_window(
         info = app.get_run(run.run_id)
     assert info.status == "waiting" and len(attempts) == 1
     assert (info.pending_reason or "").startswith("rate limit of queue 'rated' (1 per 60s)")
+
+
+def test_durable_workers_shows_the_queues_a_worker_serves(
+    app: durable.App, dsn: str, worker: Any, tmp_path: Any
+) -> None:
+    import json
+
+    @app.workflow(name="mail", queue="emails")
+    def mail(ctx: durable.Context) -> None:
+        return None
+        yield  # a generator
+
+    app.queue("reports", concurrency=2)
+    with worker(app):
+        wait_for(lambda: app.workers(), timeout=30)
+        listed = _durable(dsn, tmp_path, "workers", "--json")
+        table = _durable(dsn, tmp_path, "workers")
+    (w,) = json.loads(listed.stdout)
+    assert (w["workflows"], w["queues"]) == (["mail"], ["emails", "reports"])
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    assert "workflows mail" in table.stdout and "queues emails, reports" in table.stdout
