@@ -9,11 +9,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
+import pydantic
 import pydantic_core
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -71,6 +72,9 @@ __all__ = [
     "cmd_worker",
     "cmd_workers",
 ]
+
+#: the models a listing prints
+M = TypeVar("M", bound=pydantic.BaseModel)
 
 
 def _jsonable(value: Any) -> Any:
@@ -295,19 +299,9 @@ def cmd_queues(args: argparse.Namespace) -> int:
         for v in (args.concurrency, args.worker_concurrency, args.key_concurrency, args.rate)
     ):
         raise CliError("to change a queue, say `durable queues set NAME --concurrency N ...`")
-    with bare_app(args, read_only=True) as app:
-        queues = app.queues()
-        schema = app.schema
-    if args.json:
-        print_json([q.model_dump(mode="json") for q in queues])
-        return 0
-    console = out_console()
-    if not queues:
-        console.print("no queues (declare one with app.queue(NAME, ...))")
-    else:
-        console.print(queues_table(queues))
-    note_database(args, schema)
-    return 0
+    return _print_listing(
+        args, App.queues, queues_table, "no queues (declare one with app.queue(NAME, ...))"
+    )
 
 
 def _queue_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -355,19 +349,12 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if action == "list":
         if args.name:
             raise CliError(f"durable schedules list takes no NAME (got {args.name!r})")
-        with bare_app(args, read_only=True) as app:
-            schedules = app.list_schedules()
-            schema = app.schema
-        if args.json:
-            print_json([s.model_dump(mode="json") for s in schedules])
-            return 0
-        console = out_console()
-        if not schedules:
-            console.print("no schedules (workers write them when they start)")
-        else:
-            console.print(schedules_table(schedules))
-        note_database(args, schema)
-        return 0
+        return _print_listing(
+            args,
+            App.list_schedules,
+            schedules_table,
+            "no schedules (workers write them when they start)",
+        )
     if not args.name:
         raise CliError(f"durable schedules {action} needs the schedule's NAME")
     if action != "backfill" and (args.start or args.end):
@@ -420,17 +407,27 @@ def _instant(text: str | None, flag: str) -> datetime:
 
 def cmd_workers(args: argparse.Namespace) -> int:
     """``durable workers``: the live workers (each heartbeats its row in the registry)."""
+    return _print_listing(
+        args, App.workers, workers_table, "no live workers (start one with `durable worker APP`)"
+    )
+
+
+def _print_listing(
+    args: argparse.Namespace,
+    read: Callable[[App], Sequence[M]],
+    table: Callable[[list[M]], Any],
+    empty: str,
+) -> int:
+    """A read-only listing (``durable workers``, ``queues``, ``schedules``): ``--json``
+    prints the models as a JSON list; else their table, or ``empty`` when there are none."""
     with bare_app(args, read_only=True) as app:
-        workers = app.workers()
+        items = list(read(app))
         schema = app.schema
     if args.json:
-        print_json([w.model_dump(mode="json") for w in workers])
+        print_json([item.model_dump(mode="json") for item in items])
         return 0
     console = out_console()
-    if not workers:
-        console.print("no live workers (start one with `durable worker APP`)")
-    else:
-        console.print(workers_table(workers))
+    console.print(table(items) if items else empty)
     note_database(args, schema)
     return 0
 

@@ -20,8 +20,9 @@ from .._models import Event, PruneResult, QueueInfo, RunInfo, RunPage, WorkerInf
 from .._registry import Registry
 from ..replay.errors import DurableError
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
-from ..store import AsyncDatabase, DatabaseUnavailable, RunRow, Store, Unit
+from ..store import AsyncDatabase, RunRow, Store, Unit
 from ._ops import Op, Ops, timeout_message
+from ._outage import Outage
 
 __all__ = ["AsyncClient", "AsyncRunHandle"]
 
@@ -271,20 +272,10 @@ class AsyncClient:
         waiter = self._waiter(db)
         event = await waiter.register(run_id)
 
+        outage = Outage(run_id, deadline, timeout)
+
         async def read(unit: Unit[T]) -> T:
-            delay = 0.1
-            while True:
-                try:
-                    return await db.perform(unit)
-                except DatabaseUnavailable as exc:
-                    if deadline is not None and time.monotonic() + delay >= deadline:
-                        raise TimeoutError(
-                            f"run {run_id!r}: no result within {timeout:g}s; the database "
-                            f"was unavailable ({exc})"
-                        ) from exc
-                    log.info("waiting for run %s: %s; retrying in %.1fs", run_id, exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 2.0)
+            return await outage.aretry(lambda: db.perform(unit))
 
         try:
             status: RunStatus = await read(runs.watch(run_id))

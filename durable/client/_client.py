@@ -27,10 +27,11 @@ from .._models import (
 from .._registry import Registry
 from .._schedules import Schedule
 from ..replay.vocabulary import TERMINAL_STATUSES
-from ..store import DatabaseUnavailable, RunRow, ScheduleNotFound, Store, Unit
+from ..store import RunRow, ScheduleNotFound, Store, Unit
 from ._create import RunCreator
 from ._handle import RunHandle
 from ._ops import Op, Ops, timeout_message
+from ._outage import Outage
 from ._scheduling import Scheduling
 from ._waiter import ResultWaiter
 
@@ -41,35 +42,6 @@ log = logging.getLogger("durable")
 T = TypeVar("T")
 
 _SAFETY_POLL = 2.0  # seconds between status checks while waiting for a notification
-
-
-class _Outage:
-    """Retries a read while the database is unavailable, until the caller's deadline."""
-
-    def __init__(self, run_id: str, deadline: float | None, timeout: float | None) -> None:
-        self._run_id = run_id
-        self._deadline = deadline
-        self._timeout = timeout
-
-    def delay(self, exc: DatabaseUnavailable, delay: float) -> float:
-        """How long to wait before the next try (raises TimeoutError past the deadline)."""
-        now = time.monotonic()
-        if self._deadline is not None and now + delay >= self._deadline:
-            raise TimeoutError(
-                f"run {self._run_id!r}: no result within {self._timeout:g}s; the "
-                f"database was unavailable ({exc})"
-            ) from exc
-        log.info("waiting for run %s: %s; retrying in %.1fs", self._run_id, exc, delay)
-        return delay
-
-    def retry(self, read: Callable[[], T]) -> T:
-        delay = 0.1
-        while True:
-            try:
-                return read()
-            except DatabaseUnavailable as exc:
-                time.sleep(self.delay(exc, delay))
-                delay = min(delay * 2, 2.0)
 
 
 def run_op(op: Op[T], perform: Callable[[Unit[Any]], Any]) -> T:
@@ -231,7 +203,7 @@ class Client:
         runs, perform = store.runs, store.db.perform
         waiter = self._result_waiter()
         event = waiter.register(run_id)
-        outage = _Outage(run_id, deadline, timeout)
+        outage = Outage(run_id, deadline, timeout)
         try:
             # after register: no end slips through
             status = outage.retry(lambda: perform(runs.watch(run_id)))
