@@ -21,13 +21,12 @@ from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ._db import (
-    _ENTER_CALL,
     _INSTANCE,
-    _LEAVE_CALL,
     Database,
     _is_retryable_conflict,
     _wrong_database,
     check_callers_conn,
+    in_callers_transaction,
     wrap,
 )
 from ._errors import DatabaseUnavailable
@@ -151,23 +150,9 @@ class AsyncDatabase:
                 f"conn must be a psycopg.AsyncConnection with app.aio, not {type(conn).__name__}"
             )
         check_callers_conn(conn.closed, conn.autocommit, conn.info.transaction_status)
+        plan = in_callers_transaction(unit.make(), self.db.schema, await self.instance_id())
         try:
-            await conn.execute("SAVEPOINT durable_call")
-            row = await (await conn.execute(_ENTER_CALL, (self.db.schema,))).fetchone()
-            assert row is not None
-            try:
-                instance = await (await conn.execute(_INSTANCE)).fetchone()
-                if instance is None or instance[0] != await self.instance_id():
-                    raise _wrong_database(self.db.schema)
-                result = await adrive(conn, unit.make())
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.execute("ROLLBACK TO SAVEPOINT durable_call")
-                    await conn.execute("RELEASE SAVEPOINT durable_call")
-                raise
-            await conn.execute(_LEAVE_CALL, (row[0],))
-            await conn.execute("RELEASE SAVEPOINT durable_call")
-            return result
+            return await adrive(conn, plan)
         except psycopg.errors.UndefinedTable as exc:
             raise _wrong_database(self.db.schema) from exc
         except psycopg.Error as exc:

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ._errors import ConfigError, DatabaseUnavailable, InvalidConnection, StoreError
 from ._migrate import migrate, set_search_path
-from ._plan import Plan, Unit, drive
+from ._plan import Plan, Query, Unit, drive
 from ._records import first_line
 from ._sql import load_queries
 
@@ -314,23 +314,9 @@ class Database:
                 "(use app.aio for an AsyncConnection)"
             )
         check_callers_conn(conn.closed, conn.autocommit, conn.info.transaction_status)
+        plan = in_callers_transaction(unit.make(), self.schema, self.instance_id())
         try:
-            conn.execute("SAVEPOINT durable_call")
-            row = conn.execute(_ENTER_CALL, (self.schema,)).fetchone()
-            assert row is not None
-            try:
-                instance = conn.execute(_INSTANCE).fetchone()
-                if instance is None or instance[0] != self.instance_id():
-                    raise _wrong_database(self.schema)
-                result = drive(conn, unit.make())
-            except BaseException:
-                with contextlib.suppress(psycopg.Error):  # a broken connection: it is gone
-                    conn.execute("ROLLBACK TO SAVEPOINT durable_call")
-                    conn.execute("RELEASE SAVEPOINT durable_call")
-                raise
-            conn.execute(_LEAVE_CALL, (row[0],))
-            conn.execute("RELEASE SAVEPOINT durable_call")
-            return result
+            return drive(conn, plan)
         except psycopg.errors.UndefinedTable as exc:
             raise _wrong_database(self.schema) from exc
         except psycopg.Error as exc:
@@ -408,6 +394,33 @@ _INSTANCE = (
     "SELECT i.id::text || '/' || d.oid::text FROM instance i, pg_database d "
     "WHERE d.datname = current_database()"
 )
+
+
+def in_callers_transaction(plan: Plan[T], schema: str, instance: str) -> Plan[T]:
+    """``plan`` on a caller's connection (:meth:`Database.perform_on`, and the async
+    one): in a savepoint, with the schema first on the search_path and the caller's put
+    back after, once the connection showed it is to the App's database (``instance``).
+    If anything fails the savepoint is rolled back, so the caller's transaction stays
+    usable and holds none of the plan's writes; nothing is committed."""
+    yield Query("SAVEPOINT durable_call", None, "none")
+    saved = yield Query(_ENTER_CALL, (schema,))
+    try:
+        found = yield Query(_INSTANCE)
+        if found is None or found[0] != instance:
+            raise _wrong_database(schema)
+        result = yield from plan
+    except GeneratorExit:
+        raise
+    except BaseException:
+        try:
+            yield Query("ROLLBACK TO SAVEPOINT durable_call", None, "none")
+            yield Query("RELEASE SAVEPOINT durable_call", None, "none")
+        except Exception:  # a broken connection: it is gone
+            pass
+        raise
+    yield Query(_LEAVE_CALL, (saved[0],), "none")
+    yield Query("RELEASE SAVEPOINT durable_call", None, "none")
+    return result
 
 
 def check_callers_conn(closed: bool, autocommit: bool, status: Any) -> None:
