@@ -248,11 +248,25 @@ RETURNING runs.run_id, pg_notify(%(channel)s, runs.run_id)
 DELETE FROM event_waiters WHERE run_id = %(run_id)s
 
 -- name: heartbeat
-UPDATE runs
-SET lease_expires_at = now() + make_interval(secs => %(lease)s),
-    wake_at = now() + make_interval(secs => %(lease)s)
-WHERE lease_token = ANY(%(tokens)s::uuid[])
-RETURNING lease_token
+-- Extend the leases still held, by primary key; returns the tokens still held. A row
+-- another transaction has locked (a cancel cascading through a family, a claim) is
+-- skipped, not waited for: its lease is extended by the next beat, a third of a lease
+-- later, and a heartbeat never waits on, or deadlocks with, a family's row locks.
+WITH held AS (
+    SELECT h.run_id, h.token
+    FROM unnest(%(run_ids)s::text[], %(tokens)s::uuid[]) AS h(run_id, token)
+), mine AS (
+    SELECT r.run_id FROM runs AS r JOIN held AS h
+        ON r.run_id = h.run_id AND r.lease_token = h.token
+    FOR UPDATE OF r SKIP LOCKED
+), extended AS (
+    UPDATE runs
+    SET lease_expires_at = now() + make_interval(secs => %(lease)s),
+        wake_at = now() + make_interval(secs => %(lease)s)
+    FROM mine WHERE runs.run_id = mine.run_id
+)
+SELECT r.lease_token FROM runs AS r JOIN held AS h
+    ON r.run_id = h.run_id AND r.lease_token = h.token
 
 -- name: release
 -- Give a lease back; the run is claimable again after %(delay)s seconds (0: at once).

@@ -155,13 +155,21 @@ class LeaseStore:
             out[run_id].append(StoredEvent(run_id, seq, type_, data, created_at))
         return out
 
-    def heartbeat(self, tokens: Sequence[uuid.UUID], lease_seconds: float) -> set[uuid.UUID]:
-        """Extend the given leases; returns the tokens still held."""
-        if not tokens:
+    def heartbeat(
+        self, held: Sequence[tuple[str, uuid.UUID]], lease_seconds: float
+    ) -> set[uuid.UUID]:
+        """Extend the given leases, ``(run_id, token)`` pairs; returns the tokens still
+        held. Never waits on a row another transaction locked (see the query)."""
+        if not held:
             return set()
         with self._db.connection() as conn:
             rows = conn.execute(
-                self._q["heartbeat"], {"tokens": list(tokens), "lease": lease_seconds}
+                self._q["heartbeat"],
+                {
+                    "run_ids": [run_id for run_id, _ in held],
+                    "tokens": [token for _, token in held],
+                    "lease": lease_seconds,
+                },
             ).fetchall()
         return {r[0] for r in rows}
 

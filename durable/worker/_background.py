@@ -60,16 +60,29 @@ def _extend(
     held: dict[uuid.UUID, Activation],
 ) -> None:
     try:
-        kept = leases.heartbeat(list(held), lease_seconds)
+        kept = leases.heartbeat([(a.run_id, token) for token, a in held.items()], lease_seconds)
     except DurableError as exc:
         log.warning("worker %s: heartbeat failed (%s)", state.worker_id, exc)
         return
     for token, act in held.items():
-        if token not in kept and not act.done:
+        if token in kept or act.done:
+            continue
+        # Under the run's lock: its driver may be between writing the run's release (which
+        # is why the token is gone) and letting it go; marking it lost there would close
+        # an engine the driver just put in the sticky cache. A driver busy for longer
+        # finds out itself (its writes are fenced by the token), and the next beat looks
+        # again, so one busy run does not hold up the other runs' beats.
+        if not act.lock.acquire(timeout=0.2):
+            continue
+        try:
+            if act.done:
+                continue
             log.warning("run %s: lease lost", act.run_id)
             act.lost = act.done = True  # its driver lets the engine go when it looks
             state.unhold(act)
             cache.drop(act.run_id)
+        finally:
+            act.lock.release()
 
 
 def listen_loop(

@@ -185,7 +185,7 @@ class Recorder:
         """Let the run go; keep its live engine in the cache if it only waits."""
         act.done = True
         self._state.unhold(act)
-        if keep_engine and act.engine.outcome is None:
+        if keep_engine and not act.lost and act.engine.outcome is None:
             self._cache.put(act.run_id, act.engine, act.history_start)
         else:
             self._cache.drop(act.run_id)

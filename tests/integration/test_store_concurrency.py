@@ -237,7 +237,7 @@ def test_a_writer_whose_lease_was_taken_over_cannot_append(
     assert [e[0] for e in log(store, run_id)] == [1, 2]
     assert row(dsn, run_id)["last_seq"] == 2
     # the old owner's heartbeat and release do not touch the new lease
-    assert store.leases.heartbeat([old.token], 60.0) == set()
+    assert store.leases.heartbeat([(run_id, old.token)], 60.0) == set()
     store.leases.release(run_id, old.token)
     assert row(dsn, run_id)["lease_token"] == new.token
 
@@ -255,7 +255,7 @@ def test_heartbeats_keep_a_lease_and_an_expired_lease_is_claimable(
     # Heartbeat for more than two lease lengths; nobody else can claim meanwhile.
     until = time.monotonic() + 2.2
     while time.monotonic() < until:
-        assert store.leases.heartbeat([held.token], 1.0) == {held.token}
+        assert store.leases.heartbeat([(run_id, held.token)], 1.0) == {held.token}
         assert thief.leases.claim("thief", 10, 60.0, [WF]) == []
         state = row(dsn, run_id)
         assert not state["expired"] and not state["due"]
@@ -269,8 +269,36 @@ def test_heartbeats_keep_a_lease_and_an_expired_lease_is_claimable(
 
     wait_for(claimed, timeout=10, what="claim after expiry")
     assert got[0].run_id == run_id and got[0].token != held.token
-    assert store.leases.heartbeat([held.token], 1.0) == set()
-    assert store.leases.heartbeat([held.token, got[0].token], 60.0) == {got[0].token}
+    assert store.leases.heartbeat([(run_id, held.token)], 1.0) == set()
+    both = [(run_id, held.token), (run_id, got[0].token)]
+    assert store.leases.heartbeat(both, 60.0) == {got[0].token}
+
+
+def test_a_heartbeat_skips_a_row_another_transaction_locked_and_never_waits(
+    dsn: str, store: Store
+) -> None:
+    """A cancel cascading through a family holds row locks; a heartbeat that waited on
+    them could deadlock (it locks many rows in one statement) and lose its leases."""
+    locked = make_run(store)
+    held = [claim_one(store, locked, "holder")]
+    free = make_run(store)
+    held.append(claim_one(store, free, "holder"))
+    before = {rid: row(dsn, rid)["lease_expires_at"] for rid in (locked, free)}
+    pairs = [(c.run_id, c.token) for c in held]
+    with psycopg.connect(dsn) as other:
+        other.execute("SELECT 1 FROM durable.runs WHERE run_id = %s FOR UPDATE", (locked,))
+        kept: list[set[uuid.UUID]] = []
+        beat = threading.Thread(target=lambda: kept.append(store.leases.heartbeat(pairs, 120.0)))
+        beat.start()
+        beat.join(30)
+        still_waiting = beat.is_alive()
+        other.rollback()  # let a blocked heartbeat go before failing
+        beat.join(30)
+    assert not still_waiting, "the heartbeat waited on a locked row"
+    # both leases are still held; only the unlocked one was extended
+    assert kept == [{c.token for c in held}]
+    assert row(dsn, locked)["lease_expires_at"] == before[locked]
+    assert row(dsn, free)["lease_expires_at"] > before[free]
 
 
 def test_release_makes_a_run_claimable_at_once(
