@@ -85,6 +85,8 @@ class Registry:
         self.steps: dict[str, StepDef] = {}
         self.queues: dict[str, Queue] = {}
         self.schedules: dict[str, Schedule] = {}
+        #: steps a test env replaced (``TestEnv.mock_step``): what a step call runs instead
+        self.mocked: dict[str, StepDef] = {}
 
     def queue(self, queue: Queue) -> Queue:
         """Register a queue's declaration (a later one of the same name replaces it)."""
@@ -157,12 +159,14 @@ class Registry:
                 transactional=transactional,
             )
             self.steps[step_name] = definition
+            mocked = self.mocked
 
             def call(*args: Any, **kwargs: Any) -> Any:
                 ctx = current_context()
                 if ctx is None:
                     return fn(*args, **kwargs)  # an async step: the coroutine, as without us
-                command = StepCall(step_name, args, kwargs, StepOptions(definition, ctx.run_id))
+                used = mocked.get(step_name, definition) if mocked else definition
+                command = StepCall(step_name, args, kwargs, StepOptions(used, ctx.run_id))
                 ctx._created(command)
                 return command
 

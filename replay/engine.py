@@ -93,6 +93,7 @@ class Engine:
         self._waiting: tuple[Slot, ...] = _EMPTY
         self._last_seq = 0
         self._now: datetime | None = None
+        self._started: HistoryEvent | None = None
         self._patches_seen: set[str] = set()
         self._step_failures: list[tuple[StepFailed, int]] = []
 
@@ -117,6 +118,11 @@ class Engine:
     def last_seq(self) -> int:
         """The seq of the last event fed (0 before any)."""
         return self._last_seq
+
+    @property
+    def started(self) -> HistoryEvent | None:
+        """The ``run_started`` event of the current history (None before it is fed)."""
+        return self._started
 
     @property
     def is_replaying(self) -> bool:
@@ -294,6 +300,7 @@ class Engine:
     def _start(self, event: HistoryEvent) -> None:
         if self._ctx is not None:
             raise ValueError(f"run_started fed twice (seq {event.seq})")
+        self._started = event
         data = event.data
         tick = data.get("scheduled_at")
         ctx = Context(

@@ -7,6 +7,7 @@ its errors and its vocabulary; psycopg's errors are wrapped into the ones below.
 from __future__ import annotations
 
 from ._adb import AsyncDatabase, AsyncListener
+from ._clock import VirtualClock, drop_schema, install_virtual_clock
 from ._db import Database, Listener, Timeouts, validate_dsn
 from ._errors import (
     ConfigError,
@@ -94,8 +95,11 @@ __all__ = [
     "SyncResult",
     "Timeouts",
     "Unit",
+    "VirtualClock",
     "WorkerBeat",
     "WorkerRow",
+    "drop_schema",
+    "install_virtual_clock",
     "migrate",
     "validate_dsn",
 ]

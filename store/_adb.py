@@ -31,6 +31,7 @@ from ._db import (
 )
 from ._errors import DatabaseUnavailable
 from ._plan import Plan, Unit, adrive
+from ._sql import SET_SEARCH_PATH, search_path_of
 
 __all__ = ["AsyncConn", "AsyncDatabase", "AsyncListener"]
 
@@ -65,7 +66,7 @@ class AsyncDatabase:
         schema = db.schema
 
         async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-            await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            await conn.execute(SET_SEARCH_PATH, (search_path_of(schema), False))
             await conn.execute("SET TimeZone = 'UTC'")
 
         pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(

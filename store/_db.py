@@ -21,7 +21,7 @@ from ._errors import ConfigError, DatabaseUnavailable, InvalidConnection, StoreE
 from ._migrate import migrate, set_search_path
 from ._plan import Plan, Query, Unit, drive
 from ._records import first_line
-from ._sql import load_queries
+from ._sql import load_queries, search_path_of
 
 __all__ = ["Conn", "Database", "Listener", "Timeouts", "check_callers_conn", "validate_dsn"]
 
@@ -384,9 +384,7 @@ class Listener:
 
 
 # A caller's connection: keep its search_path, put ours first for our statements.
-_ENTER_CALL = (
-    "SELECT current_setting('search_path'), set_config('search_path', quote_ident(%s), true)"
-)
+_ENTER_CALL = "SELECT current_setting('search_path'), set_config('search_path', %s, true)"
 _LEAVE_CALL = "SELECT set_config('search_path', %s, true)"
 # The installation's id with the database's oid: a database created from a template that
 # holds pgdurable's schema has the same id, but not the same oid.
@@ -403,7 +401,7 @@ def in_callers_transaction(plan: Plan[T], schema: str, instance: str) -> Plan[T]
     If anything fails the savepoint is rolled back, so the caller's transaction stays
     usable and holds none of the plan's writes; nothing is committed."""
     yield Query("SAVEPOINT durable_call", None, "none")
-    saved = yield Query(_ENTER_CALL, (schema,))
+    saved = yield Query(_ENTER_CALL, (search_path_of(schema),))
     try:
         found = yield Query(_INSTANCE)
         if found is None or found[0] != instance:

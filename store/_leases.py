@@ -33,6 +33,7 @@ from ._records import (
     events_json,
     jsonb_text,
 )
+from ._sql import search_path_of
 
 __all__ = ["LeaseStore", "Mode"]
 
@@ -274,7 +275,7 @@ class LeaseStore:
         the step's own connection and transaction (sync or async): it first puts the
         schema on the search_path for the rest of that transaction (the step's code has
         run by then). Raises LeaseLost or ConflictError; the caller rolls back."""
-        yield Query(_STEP_SEARCH_PATH, (self._db.schema,))
+        yield Query(_STEP_SEARCH_PATH, (search_path_of(self._db.schema),))
         params = _append_params(
             run_id,
             token,
@@ -504,7 +505,7 @@ class LeaseStore:
 
 # A transactional step's connection: the schema on the search_path for the rest of the
 # step's transaction (the step's own code has run; the commit ends it).
-_STEP_SEARCH_PATH = "SELECT set_config('search_path', quote_ident(%s), true)"
+_STEP_SEARCH_PATH = "SELECT set_config('search_path', %s, true)"
 
 
 def _claims(rows: Sequence[Any]) -> list[Claim]:

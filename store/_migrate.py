@@ -19,7 +19,7 @@ from psycopg.pq import TransactionStatus
 
 from ..replay.errors import DurableError
 from ._errors import DatabaseUnavailable, StoreError
-from ._sql import Migration, load_migrations, set_search_path
+from ._sql import SET_SEARCH_PATH, Migration, load_migrations, search_path_of, set_search_path
 
 __all__ = ["migrate", "migration_lock_key", "set_search_path"]
 
@@ -83,7 +83,7 @@ def _apply(conn: psycopg.Connection[Any], schema: str, todo: list[Migration]) ->
             continue
         try:
             with conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))
+                conn.execute(SET_SEARCH_PATH, (search_path_of(schema), True))
                 conn.execute(migration.sql)
                 conn.execute(
                     sql.SQL(

@@ -19,14 +19,15 @@ from importlib import resources
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 __all__ = [
+    "SET_SEARCH_PATH",
     "Migration",
     "load_migrations",
     "load_queries",
     "parse_migration_names",
     "parse_queries",
+    "search_path_of",
     "set_search_path",
 ]
 
@@ -125,12 +126,28 @@ def load_migrations() -> list[Migration]:
     return list(_migrations())
 
 
+#: Schemas whose ``now()`` is a virtual clock (``store._clock``): their search_path puts
+#: ``pg_catalog`` after the schema, so the schema's own ``now()`` shadows the built-in.
+_VIRTUAL_CLOCK_SCHEMAS: set[str] = set()
+
+
+def search_path_of(schema: str) -> str:
+    """The ``search_path`` value for ``schema``: the schema, quoted as an identifier, and
+    ``pg_catalog`` after it if the schema has a virtual clock."""
+    ident = '"' + schema.replace('"', '""') + '"'
+    return f"{ident}, pg_catalog" if schema in _VIRTUAL_CLOCK_SCHEMAS else ident
+
+
 def set_search_path(conn: psycopg.Connection[Any], schema: str) -> None:
-    """Set the connection's ``search_path`` to ``schema`` (quoted as an identifier).
+    """Set the connection's ``search_path`` to ``schema`` (see :func:`search_path_of`).
 
     Meant as (part of) a pool's ``configure`` callback. On a connection that is not in
     autocommit mode the change is committed, so a later rollback does not undo it.
     """
-    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    conn.execute(SET_SEARCH_PATH, (search_path_of(schema), False))
     if not conn.autocommit:
         conn.commit()
+
+
+#: ``(search_path value, is_local)``
+SET_SEARCH_PATH = "SELECT set_config('search_path', %s, %s)"

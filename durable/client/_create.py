@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import telemetry
 from .._clock import new_seed
 from .._registry import Registry, WorkflowDef
 from .._schedules import run_id_for
@@ -202,7 +203,10 @@ def child_run_id(parent_run_id: str, history_start: int, pos: int) -> str:
 
 
 def _started(workflow: str, encoded_args: list[Any], now: datetime) -> NewEvent:
-    data = {"workflow": workflow, "args": encoded_args, "seed": new_seed()}
+    data: dict[str, Any] = {"workflow": workflow, "args": encoded_args, "seed": new_seed()}
+    trace = telemetry.carrier()  # the starter's span (or the parent run's, for a child)
+    if trace is not None:
+        data["trace"] = trace
     return NewEvent(1, EventType.RUN_STARTED, data, now)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Generator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from .._clock import utcnow
 from .._models import ScheduleInfo
 from .._registry import Registry
 from .._schedules import Schedule, decide
@@ -111,7 +112,7 @@ class Scheduling:
 
         def make(row: ScheduleRow) -> list[NewRun]:
             schedule = schedule_of(row)
-            now = datetime.now(UTC)
+            now = utcnow()
             ticks: list[datetime] = []
             for tick in schedule.ticks_after(start - timedelta(microseconds=1)):
                 if tick >= end:

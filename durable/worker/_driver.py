@@ -10,7 +10,9 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+from .. import telemetry
 from .._clock import utcnow
+from .._registry import StepDef
 from ..replay import (
     HistoryEvent,
     PendingChild,
@@ -54,6 +56,10 @@ class RunDriver:
 
     def activate(self, act: Activation, history: list[HistoryEvent]) -> None:
         """A run was just claimed: replay what it has not seen yet and go on."""
+        if telemetry.ENABLED and act.claim.events is not None and act.claim.created_at:
+            # a run executed for the first time (its claim read its log: never started)
+            waited = (utcnow() - act.claim.created_at).total_seconds()
+            telemetry.record_schedule_to_start(act.claim.workflow, waited)
         with act.lock:
             try:
                 if history:
@@ -92,7 +98,9 @@ class RunDriver:
         while step is not None:
             definition = step_def(step.call)
             try:
-                if definition is not None and definition.transactional:
+                if telemetry.ENABLED:
+                    event = self._traced(act, step, definition)
+                elif definition is not None and definition.transactional:
                     # None: its result is written already, in the step's own transaction
                     event = self._transactional.run(act, step, definition)
                 else:
@@ -110,6 +118,25 @@ class RunDriver:
                     return
                 act.in_flight.discard(step.pos)
                 step = self._advance_or_let_go(act, [event] if event is not None else [])
+
+    def _traced(
+        self, act: Activation, step: PendingStep, definition: StepDef | None
+    ) -> NewEvent | None:
+        """One attempt inside its ``step`` span, in the run's trace (telemetry on)."""
+        with telemetry.step_span(
+            telemetry.trace_of(act.engine),
+            act.run_id,
+            act.claim.workflow,
+            step.call.name,
+            step.attempt,
+        ) as span:
+            if definition is not None and definition.transactional:
+                event = self._transactional.run(act, step, definition)
+            else:
+                event = self._steps.run(step)
+            if span is not None:
+                span.recorded(event)
+            return event
 
     def _advance_or_let_go(self, act: Activation, produced: list[NewEvent]) -> PendingStep | None:
         try:

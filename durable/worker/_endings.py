@@ -10,6 +10,7 @@ import traceback
 from datetime import datetime
 from typing import Any
 
+from .. import telemetry
 from .._clock import new_seed, utcnow
 from .._codec import Codec
 from .._errors import SerializationError
@@ -111,6 +112,7 @@ class Endings:
                 pass  # the transactional path below ends it, or says what is wrong
             else:
                 act.last_seq = events[-1].seq
+                self._ended(act, status, error)
                 self._recorder.drop(act)
                 return False
         end = RunEnd(
@@ -136,8 +138,23 @@ class Endings:
                 self._state.release_later(act.run_id, act.token, delay)
         else:
             act.last_seq = events[-1].seq
+            self._ended(act, status, error)
         self._recorder.drop(act)
         return False
+
+    @staticmethod
+    def _ended(act: Activation, status: RunStatus, error: dict[str, Any] | None) -> None:
+        """The run's end is recorded, by this worker, now: its ``run`` span and metric."""
+        if telemetry.ENABLED:
+            started = act.engine.started
+            telemetry.record_run_end(
+                telemetry.trace_of(act.engine),
+                act.run_id,
+                act.claim.workflow,
+                started.created_at if started is not None else act.claim.created_at,
+                str(status),
+                error,
+            )
 
     def block_unreadable(
         self, act: Activation, history: list[HistoryEvent], exc: Exception
@@ -197,6 +214,9 @@ class Endings:
             "seed": new_seed(),
             "continued": True,
         }
+        trace = telemetry.trace_of(act.engine)
+        if trace is not None:
+            started["trace"] = trace  # the new history stays in the starter's trace
         events = self._recorder.numbered(
             act,
             [

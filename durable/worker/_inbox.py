@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from .. import telemetry
 from .._clock import utcnow
 from .._codec import Codec
 from .._errors import SerializationError
@@ -17,6 +18,7 @@ from ..replay import HistoryEvent, PendingChild, PendingStep, PendingTimer, Pend
 from ..replay.errors import DurableError
 from ..replay.vocabulary import EventType, RunStatus
 from ..store import Created, DueTimer, InboxWait, LeaseStore, NewEvent, Unit
+from ..telemetry import trace_of
 from ._state import Activation, Lost, WorkerState
 
 __all__ = ["Inbox"]
@@ -142,9 +144,9 @@ class Inbox:
                 "message": str(exc),
             }
             return NewEvent(0, EventType.CHILD_FAILED, data, now)
-        created = self._create(
-            self._creator.child(act.run_id, act.history_start, p.pos, workflow, args, now)
-        )
+        with telemetry.run_context(trace_of(act.engine)):  # the child joins the trace
+            unit = self._creator.child(act.run_id, act.history_start, p.pos, workflow, args, now)
+        created = self._create(unit)
         data = {"pos": p.pos, "workflow": workflow, "child_run_id": created.run_id}
         return NewEvent(0, EventType.CHILD_STARTED, data, now)
 
