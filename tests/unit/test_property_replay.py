@@ -7,10 +7,12 @@ cancellation). The program runs uninterrupted once; then, for a random batch bou
 a fresh engine is rebuilt from the log written up to there and the run continues. The
 log and the outcome must be exactly those of the uninterrupted run, and replaying the
 whole log from scratch must reach the same outcome without asking to record anything.
+``DURABLE_PROPERTY_EXAMPLES`` sets how many programs (default 500; 10000 is the long mode).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -135,8 +137,13 @@ def _summary(outcome: Outcome | None) -> Any:
 # -- the property ---------------------------------------------------------------------------
 
 
+#: CI runs the short mode; DURABLE_PROPERTY_EXAMPLES=10000 is the long one (run before a
+#: release: every program crashed at a random point must replay without a divergence)
+EXAMPLES = int(os.environ.get("DURABLE_PROPERTY_EXAMPLES", "500"))
+
+
 @settings(
-    max_examples=500,
+    max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,

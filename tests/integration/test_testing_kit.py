@@ -1,0 +1,189 @@
+"""durable.testing.TestEnv on real PostgreSQL: a virtual clock that skips time for timers,
+retries, wait timeouts and run timeouts; steps mocked by name; exported runs replayed;
+the env's schema made and dropped; the app put back on its own database afterwards."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+import durable
+from durable.testing import TestEnv, replay
+
+
+def schemas(dsn: str) -> set[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'durable_test_%'")
+        return {r[0] for r in rows.fetchall()}
+
+
+def test_a_workflow_that_sleeps_30_days_finishes_at_once_and_the_clock_says_so(
+    app: durable.App, dsn: str
+) -> None:
+    calls: list[int] = []
+
+    @app.step()
+    def bill(month: int) -> int:
+        calls.append(month)
+        return month
+
+    @app.workflow()
+    def subscription(ctx: durable.Context, months: int) -> Any:
+        billed = []
+        for month in range(months):
+            billed.append((yield bill(month)))
+            yield ctx.sleep(timedelta(days=30))
+        return billed, ctx.now().isoformat()
+
+    with TestEnv(app, dsn=dsn) as env:
+        start = env.now()
+        handle = app.start(subscription, 3)
+        billed, _finished = handle.result(timeout=60)
+        assert billed == [0, 1, 2] and calls == [0, 1, 2]
+        assert env.now() - start >= timedelta(days=90)
+        # the database's clock moved with it: the run's own timestamps are 90 days on
+        info = app.get_run(handle.run_id)
+        assert info.finished_at is not None and info.finished_at - start >= timedelta(days=90)
+        assert env.schema in schemas(dsn)
+    assert env.schema not in schemas(dsn)  # dropped at the end
+    # the app is back on its own schema, on real time
+    assert app.schema == "durable"
+    assert app.list_runs().runs == []
+
+
+def test_skip_by_hand_fires_what_is_due_and_no_more(app: durable.App, dsn: str) -> None:
+    @app.workflow()
+    def reminder(ctx: durable.Context) -> Any:
+        yield ctx.sleep(timedelta(hours=1))
+        ctx.set_status("first")
+        yield ctx.sleep(timedelta(hours=1))
+        return "done"
+
+    with TestEnv(app, dsn=dsn, auto_skip=False) as env:
+        handle = app.start(reminder)
+        with pytest.raises(TimeoutError):
+            handle.result(timeout=1)  # no auto-skip: it waits on real time
+        env.skip(timedelta(minutes=61))
+
+        def first() -> bool:
+            return app.get_run(handle.run_id).custom_status == "first"
+
+        from .waiting import wait_for
+
+        wait_for(first, what="the first timer fired after the skip")
+        assert app.get_run(handle.run_id).status == "waiting"
+        env.skip(timedelta(hours=1))
+        assert handle.result(timeout=30) == "done"
+        with pytest.raises(ValueError, match="only moves forward"):
+            env.skip(-1)
+
+
+def test_retries_wait_timeouts_and_run_timeouts_skip_too(app: durable.App, dsn: str) -> None:
+    attempts: list[int] = []
+
+    @app.step(retry=durable.RetryPolicy(max_attempts=4, initial_interval=3600, max_interval=3600))
+    def flaky() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionError("down")
+        return "up"
+
+    @app.workflow()
+    def patient(ctx: durable.Context) -> Any:
+        value = yield flaky()
+        try:
+            yield ctx.wait_signal("approve", timeout=timedelta(days=7))
+        except durable.WaitTimeout:
+            return value, "no answer in a week"
+        return value, "approved"
+
+    @app.workflow(timeout=timedelta(days=1))
+    def late(ctx: durable.Context) -> Any:
+        yield ctx.sleep(timedelta(days=2))
+
+    with TestEnv(app, dsn=dsn) as env:
+        start = env.now()
+        assert app.start(patient).result(timeout=60) == ["up", "no answer in a week"]
+        assert len(attempts) == 3
+        assert env.now() - start >= timedelta(days=7, hours=2)
+        with pytest.raises(durable.RunTimedOut):
+            app.start(late).result(timeout=60)
+
+
+def test_mock_step_replaces_a_step_by_name_for_the_env_only(app: durable.App, dsn: str) -> None:
+    @app.step("charge", retry=durable.RetryPolicy(max_attempts=1))
+    def charge(amount: int) -> str:
+        raise AssertionError("the real charge must not run in this test")
+
+    @app.workflow()
+    def order(ctx: durable.Context, amount: int) -> Any:
+        try:
+            return (yield charge(amount))
+        except durable.StepFailed as exc:
+            return f"declined: {exc}"
+
+    with TestEnv(app, dsn=dsn) as env:
+        mock = env.mock_step("charge", returns="receipt-1")
+        assert app.start(order, 5).result(timeout=30) == "receipt-1"
+        assert mock.calls == [((5,), {})]
+        env.mock_step(charge, raises=ValueError("card declined"))
+        assert "card declined" in app.start(order, 7).result(timeout=30)
+        seen: list[int] = []
+        env.mock_step(charge, side_effect=lambda amount: seen.append(amount) or f"r{amount}")
+        assert app.start(order, 9).result(timeout=30) == "r9" and seen == [9]
+        with pytest.raises(ValueError, match="not a step of this App"):
+            env.mock_step("refund", returns=1)
+        with pytest.raises(ValueError, match="exactly one of"):
+            env.mock_step("charge")
+    assert app.registry.mocked == {}
+
+
+def test_one_env_at_a_time(app: durable.App, dsn: str) -> None:
+    with TestEnv(app, dsn=dsn), pytest.raises(RuntimeError, match="one at a time"):
+        TestEnv(durable.App(dsn), dsn=dsn).__enter__()
+
+
+def test_replay_of_an_exported_run_passes_and_catches_changed_code(
+    app: durable.App, dsn: str, tmp_path: Path
+) -> None:
+    @app.step("fetch")
+    def fetch(x: int) -> int:
+        return x + 1
+
+    @app.workflow(name="pipeline")
+    def pipeline(ctx: durable.Context, x: int) -> Any:
+        a = yield fetch(x)
+        yield ctx.sleep(60)
+        return (yield fetch(a))
+
+    with TestEnv(app, dsn=dsn):
+        handle = app.start(pipeline, 1)
+        assert handle.result(timeout=30) == 3
+        exported = app.export(handle.run_id)
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(exported))
+    assert replay(app, exported) is None
+    assert replay(app, path) is None
+
+    changed = durable.App(dsn)
+
+    @changed.step("fetch")
+    def fetch2(x: int) -> int:
+        return x
+
+    @changed.workflow(name="pipeline")
+    def pipeline2(ctx: durable.Context, x: int) -> Any:
+        yield ctx.sleep(60)  # the step and the sleep swapped places
+        return (yield fetch2(x))
+
+    with pytest.raises(durable.NonDeterminismError, match="position 1"):
+        replay(changed, path)
+    with pytest.raises(ValueError, match=r"app\.export"):
+        replay(app, {"format": "something else"})
+    with pytest.raises(FileNotFoundError, match="no exported run"):
+        replay(app, tmp_path / "missing.json")
