@@ -148,6 +148,20 @@ def _waited(data: dict[str, Any]) -> str:
     return f"{kind} {data.get('name')!r}"
 
 
+def _attempt_took(d: dict[str, Any], ended: datetime) -> str:
+    """`` (12 ms)``: how long the attempt ran, from the ``started_at`` its event records."""
+    started = d.get("started_at")
+    if not isinstance(started, str):
+        return ""
+    try:
+        seconds = (ended - datetime.fromisoformat(started)).total_seconds()
+    except ValueError:
+        return ""
+    if seconds < 1:
+        return f" ({max(seconds, 0) * 1000:.0f} ms)"
+    return f" ({seconds:.1f} s)"
+
+
 def summarize(event: Event) -> str:
     """A short description of an event's data, by type (every type has one)."""
     d, t = event.data, event.type
@@ -158,11 +172,16 @@ def summarize(event: Event) -> str:
         again = " (continued as new)" if d.get("continued") else ""
         return f"{d.get('workflow', '?')}({args}){again}"
     if t == EventType.STEP_COMPLETED:
-        return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt', 1)} → {short(d.get('result'))}"
+        took = _attempt_took(d, event.created_at)
+        return (
+            f"{_pos(d)}{d.get('name')} attempt {d.get('attempt', 1)}{took} → "
+            f"{short(d.get('result'))}"
+        )
     if t == EventType.STEP_ATTEMPT_FAILED:
         retry = d.get("retry_at")
         when = f"; retry at {_when(retry)}" if retry else ""
-        return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt')}: {_error_text(d)}{when}"
+        took = _attempt_took(d, event.created_at)
+        return f"{_pos(d)}{d.get('name')} attempt {d.get('attempt')}{took}: {_error_text(d)}{when}"
     if t == EventType.STEP_FAILED:
         attempts = d.get("attempts")
         noun = "attempt" if attempts == 1 else "attempts"

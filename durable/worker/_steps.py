@@ -7,7 +7,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Hashable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .._clock import utcnow
@@ -66,6 +66,7 @@ class StepRunner:
         (retried later) or ``step_failed`` event, not numbered yet."""
         call = step.call
         definition, run_id = _registered(call)
+        started = utcnow()
         try:
             if definition is None:
                 raise DurableError(f"step {call.name!r} is not registered in this worker")
@@ -74,24 +75,29 @@ class StepRunner:
                 # ended before this one was asked for (no timeout let it run on), so there is
                 # nothing to wait for or to count.
                 value = definition.fn(*call.args, **call.kwargs)
-                return self.completed(step, value)
+                return self.completed(step, value, started)
             key: Hashable = (run_id, step.pos, call.name) if run_id else (id(call), step.pos)
             attempt = self.attempts.begin(key, call.name, run_id or "?", step.attempt)
             if definition.is_async:
                 value = self._await(definition, call, attempt)
             else:
                 value = self._call(definition, call, attempt)
-            return self.completed(step, value)
+            return self.completed(step, value, started)
         except BaseException as exc:  # a step may raise anything; we record it
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            return self.failure(step, definition, exc)
+            return self.failure(step, definition, exc, started)
 
-    def completed(self, step: PendingStep, value: Any) -> NewEvent:
+    def completed(
+        self, step: PendingStep, value: Any, started_at: datetime | None = None
+    ) -> NewEvent:
         """The event of an attempt that returned ``value`` (SerializationError if the codec
-        cannot store it: the caller records that as a failed, not retried, attempt)."""
+        cannot store it: the caller records that as a failed, not retried, attempt).
+        ``started_at``: when the attempt began (the timeline's bar starts there)."""
         encoded = self._codec.encode(value)
         data = {"pos": step.pos, "name": step.call.name, "attempt": step.attempt, "result": encoded}
+        if started_at is not None:
+            data["started_at"] = started_at.isoformat()
         return NewEvent(0, EventType.STEP_COMPLETED, data, utcnow())
 
     # -- sync steps ------------------------------------------------------------------------
@@ -184,8 +190,14 @@ class StepRunner:
     # -- outcomes --------------------------------------------------------------------------
 
     def failure(
-        self, step: PendingStep, definition: StepDef | None, exc: BaseException
+        self,
+        step: PendingStep,
+        definition: StepDef | None,
+        exc: BaseException,
+        started_at: datetime | None = None,
     ) -> NewEvent:
+        """The event of a failed attempt: retried (``step_attempt_failed`` with its
+        ``retry_at``) or the step's end (``step_failed``)."""
         now = utcnow()
         kind = qualified_name(type(exc))
         if isinstance(exc, SerializationError):
@@ -196,7 +208,14 @@ class StepRunner:
             and not isinstance(exc, SerializationError)
             and definition.retry.retries(exc, step.attempt)
         )
-        base = {"pos": step.pos, "name": step.call.name, "error_type": kind, "message": message}
+        base: dict[str, Any] = {
+            "pos": step.pos,
+            "name": step.call.name,
+            "error_type": kind,
+            "message": message,
+        }
+        if started_at is not None:
+            base["started_at"] = started_at.isoformat()
         if retryable:
             assert definition is not None
             retry_at = now + timedelta(seconds=definition.retry.delay(step.attempt))

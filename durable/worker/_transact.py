@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+from datetime import datetime
 from typing import Any, NoReturn
 
 from .._clock import utcnow
@@ -69,8 +70,9 @@ class TransactionalSteps:
         """One attempt: None when its result is committed (fed and written), else the
         failure event to record the usual way. Raises :class:`Lost` when the run must be
         let go (lease lost, or the database failed around the step's code)."""
+        started = utcnow()
         if definition.is_async:
-            return self._run_async(act, step, definition)
+            return self._run_async(act, step, definition, started)
         call = step.call
         stage = "begin"  # begin -> code -> commit: where an exception came from
         try:
@@ -78,7 +80,7 @@ class TransactionalSteps:
                 stage = "code"
                 value = definition.fn(conn, *call.args, **call.kwargs)
                 _check_not_aborted(self._db, conn, definition)
-                event = self._steps.completed(step, value)
+                event = self._steps.completed(step, value, started)
                 stage = "append"
                 with act.lock:
                     plan = self._prepare(act, event)
@@ -95,21 +97,21 @@ class TransactionalSteps:
                 raise
             if stage != "code":  # no transaction, or a failed commit: not the step's doing
                 self._lost(act, definition, exc)
-            return self._steps.failure(step, definition, exc)
+            return self._steps.failure(step, definition, exc, started)
         self._state.write_succeeded(act.run_id)
         return None
 
     # -- async ---------------------------------------------------------------------------
 
     def _run_async(
-        self, act: Activation, step: PendingStep, definition: StepDef
+        self, act: Activation, step: PendingStep, definition: StepDef, started: datetime
     ) -> NewEvent | None:
         ready: concurrent.futures.Future[tuple[NewEvent, asyncio.Future[Plan[Any]]]] = (
             concurrent.futures.Future()
         )
         appended: concurrent.futures.Future[Any] = concurrent.futures.Future()
         attempt = asyncio.run_coroutine_threadsafe(
-            self._attempt(step, definition, ready, appended), self._loop
+            self._attempt(step, definition, ready, appended, started), self._loop
         )
         either: list[concurrent.futures.Future[Any]] = [ready, attempt]
         concurrent.futures.wait(either, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -121,7 +123,7 @@ class TransactionalSteps:
             except BaseException as exc:
                 if isinstance(exc, KeyboardInterrupt | SystemExit):
                     raise
-                return self._steps.failure(step, definition, exc)
+                return self._steps.failure(step, definition, exc, started)
             raise AssertionError("a transactional attempt ended without its result")
         event, plan_box = ready.result()
         with act.lock:
@@ -151,6 +153,7 @@ class TransactionalSteps:
         definition: StepDef,
         ready: concurrent.futures.Future[tuple[NewEvent, asyncio.Future[Plan[Any]]]],
         appended: concurrent.futures.Future[Any],
+        started: datetime,
     ) -> None:
         """On the loop: the transaction, the step's code, then the append the pool thread
         prepares (``plan_box``), then the commit."""
@@ -163,7 +166,7 @@ class TransactionalSteps:
         try:
             value = await definition.fn(conn, *call.args, **call.kwargs)
             _check_not_aborted(self._db, conn, definition)
-            event = self._steps.completed(step, value)
+            event = self._steps.completed(step, value, started)
             plan_box: asyncio.Future[Plan[Any]] = self._loop.create_future()
             ready.set_result((event, plan_box))
             plan = await plan_box  # Lost when the run was let go meanwhile: roll back

@@ -25,6 +25,16 @@ def pickle_app(dsn: str) -> Iterator[durable.App]:
     application.close()
 
 
+@pytest.fixture
+def env(app: durable.App, dsn: str) -> Iterator[Any]:
+    """The testing kit's ``TestEnv`` on the test's own database: a worker and a virtual
+    clock, so timers and timeouts of days take no real time."""
+    from durable.testing import TestEnv
+
+    with TestEnv(app, dsn=dsn, concurrency=4, lease_seconds=5.0, poll_interval=0.2) as test_env:
+        yield test_env
+
+
 WorkerFactory = Callable[..., Any]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -330,11 +331,12 @@ def test_show_prints_status_and_history_timeline(
         "history (4 events)",
         "run_started",
         "step_completed",
-        "add_one attempt 1 → 6",
         "run_completed",
         "+0.0",
     ):
         assert expected in out, (expected, out)
+    # each attempt says how long it ran (from the started_at its event records)
+    assert re.search(r"add_one attempt 1 \(\d+ ms\) → 6", out), out
 
     data = json.loads(cli("show", run_id, "--json").stdout)
     assert data["run_id"] == run_id and data["status"] == "completed" and data["result"] == 7

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -56,18 +57,18 @@ def test_signals_are_fifo_per_name_and_each_delivered_once(app: durable.App, wor
         assert run.result(timeout=30) == [0, 1, 2, 3, 4]
 
 
-def test_wait_signal_timeout_raises_wait_timeout(app: durable.App, worker: Any) -> None:
+def test_wait_signal_timeout_raises_wait_timeout(app: durable.App, env: Any) -> None:
     @app.workflow()
     def wf(ctx: durable.Context) -> str:
         try:
-            yield ctx.wait_signal("never", timeout=0.2)
+            yield ctx.wait_signal("never", timeout=timedelta(days=7))
         except durable.WaitTimeout:
             return "timed out"
         return "signalled"
 
-    run = app.start(wf)
-    with worker(app):
-        assert run.result(timeout=30) == "timed out"
+    start = env.now()
+    assert app.start(wf).result(timeout=30) == "timed out"
+    assert env.now() - start >= timedelta(days=7)
 
 
 def test_signal_to_ended_or_unknown_run_is_an_error(app: durable.App, worker: Any) -> None:
@@ -131,18 +132,16 @@ def test_event_is_latched_first_emission_wins(app: durable.App, worker: Any) -> 
         assert late.result(timeout=30) == {"v": 1}
 
 
-def test_wait_event_timeout(app: durable.App, worker: Any) -> None:
+def test_wait_event_timeout(app: durable.App, env: Any) -> None:
     @app.workflow()
     def wf(ctx: durable.Context) -> str:
         try:
-            yield ctx.wait_event("absent", timeout=0.2)
+            yield ctx.wait_event("absent", timeout=timedelta(hours=12))
         except durable.WaitTimeout:
             return "timeout"
         return "event"
 
-    run = app.start(wf)
-    with worker(app):
-        assert run.result(timeout=30) == "timeout"
+    assert app.start(wf).result(timeout=30) == "timeout"
 
 
 # -- pause, resume, cancel -----------------------------------------------------------

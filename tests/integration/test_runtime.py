@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -296,30 +296,31 @@ def test_result_timeout_raises_timeout_error(app: durable.App) -> None:
         run.result(timeout=0.3)
 
 
-def test_workflow_timeout_ends_run_timed_out(app: durable.App, worker: Any) -> None:
-    @app.workflow(timeout=0.5)
+def test_workflow_timeout_ends_run_timed_out(app: durable.App, env: Any) -> None:
+    @app.workflow(timeout=timedelta(days=3))
     def stuck(ctx: durable.Context) -> None:
-        yield ctx.wait_signal("never")
+        yield ctx.wait_signal("never", timeout=timedelta(days=30))
 
+    start = env.now()
     run = app.start(stuck)
-    with worker(app), pytest.raises(durable.RunTimedOut):
-        run.result(timeout=30)
+    with pytest.raises(durable.RunTimedOut):
+        run.result(timeout=30)  # the virtual clock skips the three days
     assert run.status() == "timed_out"
+    assert timedelta(days=3) <= env.now() - start < timedelta(days=30)
 
 
-def test_deferred_start_waits_until_start_at(app: durable.App, worker: Any) -> None:
+def test_deferred_start_waits_until_start_at(app: durable.App, env: Any) -> None:
     @app.workflow()
     def wf(ctx: durable.Context) -> str:
         return ctx.now().isoformat()
         yield
 
-    begin = datetime.now(UTC) + timedelta(seconds=0.6)
+    begin = env.now() + timedelta(hours=6)
     run = app.start(wf, start_at=begin)
     assert run.status() == "pending"
-    with worker(app):
-        run.result(timeout=30)
+    run.result(timeout=30)
     info = app.get_run(run.run_id)
-    assert info.started_at is not None and info.started_at >= begin - timedelta(milliseconds=50)
+    assert info.started_at is not None and info.started_at >= begin
 
 
 def test_custom_status_is_visible(app: durable.App, worker: Any) -> None:

@@ -187,3 +187,45 @@ def test_replay_of_an_exported_run_passes_and_catches_changed_code(
         replay(app, {"format": "something else"})
     with pytest.raises(FileNotFoundError, match="no exported run"):
         replay(app, tmp_path / "missing.json")
+
+
+def test_the_async_client_skips_time_too(app: durable.App, dsn: str) -> None:
+    import asyncio
+
+    @app.step("ping")
+    async def ping(x: int) -> int:
+        await asyncio.sleep(0)
+        return x
+
+    @app.workflow()
+    def weekly(ctx: durable.Context) -> Any:
+        a = yield ping(1)
+        yield ctx.sleep(timedelta(days=7))
+        return a + (yield ping(2))
+
+    async def scenario() -> Any:
+        handle = await app.aio.start(weekly)
+        return await handle.result(timeout=30)
+
+    with TestEnv(app, dsn=dsn) as env:
+        start = env.now()
+        assert asyncio.run(scenario()) == 3
+        assert env.now() - start >= timedelta(days=7)
+
+
+def test_an_error_in_the_test_body_still_puts_everything_back(app: durable.App, dsn: str) -> None:
+    from durable import _clock
+
+    @app.step("s")
+    def s() -> int:
+        return 1
+
+    with pytest.raises(KeyError), TestEnv(app, dsn=dsn) as env:
+        env.mock_step("s", returns=2)
+        env.skip(timedelta(days=1))
+        raise KeyError("the test failed")
+    assert _clock.skew() == timedelta(0)
+    assert app.registry.mocked == {} and app.schema == "durable"
+    assert env.schema not in schemas(dsn)
+    with TestEnv(app, dsn=dsn):  # and the next env starts cleanly
+        pass
