@@ -15,6 +15,7 @@ from ._errors import (
     WorkflowNotFound,
 )
 from ._models import (
+    Bucket,
     Event,
     PruneResult,
     Queue,
@@ -62,6 +63,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "AsyncRunHandle",
+    "Bucket",
     "Cancelled",
     "ChildFailed",
     "ConfigError",

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from ._codec import Codec, make_codec
 from ._embedded import resolve_dsn
 from ._models import (
+    Bucket,
     Event,
     PruneResult,
     Queue,
@@ -422,6 +423,18 @@ class App:
     def stats(self) -> dict[str, Any]:
         """Run counts: ``{"total", "by_status", "by_workflow": {workflow: {status: n}}}``."""
         return self.client.stats()
+
+    def timeseries(
+        self,
+        granularity: str = "hour",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        workflow: str | None = None,
+    ) -> list[Bucket]:
+        """Per ``granularity`` (``"hour"`` or ``"day"``, UTC) bucket of ``[since, until)``
+        (default: the last 24 buckets up to now), empty ones included: runs started,
+        completed and failed in it, and the p50/p95 duration of the runs that ended in it."""
+        return self.client.timeseries(granularity, since, until, workflow)
 
     def check_replay(self, *, workflow: str | None = None, limit: int = 1000) -> ReplayReport:
         """Replay the logs of the newest ``limit`` runs (of ``workflow``) against the code

@@ -228,6 +228,21 @@ class WorkerInfo(BaseModel):
     runs_held: int
 
 
+class Bucket(BaseModel):
+    """One bucket of :meth:`App.timeseries`: runs started (created), completed and failed
+    in ``[start, start + granularity)``, and the duration percentiles (creation to end)
+    of the runs that ended in it (None when none did)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    started: int
+    completed: int
+    failed: int
+    p50_seconds: float | None
+    p95_seconds: float | None
+
+
 class PruneResult(BaseModel):
     """What :meth:`App.prune` deleted."""
 

@@ -8,8 +8,8 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -49,6 +49,15 @@ class StepOptions:
 
     step: StepDef
     run_id: str
+    #: the registry's mocked steps (``TestEnv.mock_step``), looked up when an attempt
+    #: runs, so a mock set while a step waits for its retry applies to that retry
+    mocked: Mapping[str, StepDef] = field(default_factory=dict)
+
+    @property
+    def current(self) -> StepDef:
+        """The step an attempt runs now: the mock if one replaces it, else the step."""
+        mocked = self.mocked
+        return mocked.get(self.step.name, self.step) if mocked else self.step
 
 
 @dataclass(frozen=True)
@@ -165,8 +174,8 @@ class Registry:
                 ctx = current_context()
                 if ctx is None:
                     return fn(*args, **kwargs)  # an async step: the coroutine, as without us
-                used = mocked.get(step_name, definition) if mocked else definition
-                command = StepCall(step_name, args, kwargs, StepOptions(used, ctx.run_id))
+                options = StepOptions(definition, ctx.run_id, mocked)
+                command = StepCall(step_name, args, kwargs, options)
                 ctx._created(command)
                 return command
 
@@ -228,6 +237,7 @@ class Registry:
                 queue=queue,
             )
             fn.durable_name = wf_name  # type: ignore[attr-defined]
+            fn.durable_workflow = self.workflows[wf_name]  # type: ignore[attr-defined]
             return fn
 
         return decorate

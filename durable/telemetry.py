@@ -40,6 +40,7 @@ else:
 
 __all__ = [
     "ENABLED",
+    "active",
     "carrier",
     "record_run_end",
     "record_schedule_to_start",
@@ -51,6 +52,20 @@ __all__ = [
 ]
 
 _SCOPE = "pgdurable"
+
+
+def active() -> bool:
+    """Whether anything would be recorded: the API is installed and the application set a
+    tracer or meter provider (without one the API records nothing; skipping the calls
+    keeps a step's cost as without the API)."""
+    if not ENABLED:
+        return False
+    return (
+        not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
+        or type(_metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+    )
+
+
 _instruments: dict[str, Any] = {}
 
 
@@ -99,7 +114,7 @@ def _ns(when: datetime | None) -> int | None:
 def start_span(workflow: str) -> Iterator[Any]:
     """``start {workflow}`` around creating a run; the current span while it runs (so
     :func:`carrier` stores its context with the run)."""
-    if not ENABLED:
+    if not active():
         yield None
         return
     with _tracer().start_as_current_span(
@@ -123,7 +138,7 @@ def carrier() -> dict[str, str] | None:
 
 def record_start(span: Any, workflow: str, run_id: str, created: bool) -> None:
     """After the run was created (or found): name it on the span; count a new run."""
-    if not ENABLED:
+    if not active():
         return
     if span is not None:
         span.set_attribute("durable.run_id", run_id)

@@ -334,6 +334,41 @@ WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
        OR run_id ILIKE %(search)s OR idempotency_key ILIKE %(search)s
        OR workflow ILIKE %(search)s)
 
+-- name: timeseries
+-- Runs started (created), completed and failed per bucket of [since, until), and the
+-- duration percentiles of the runs that ended in each; empty buckets included. Both
+-- halves read an index range (runs_created, runs_finished), not the whole table.
+WITH buckets AS (
+    SELECT b AS start
+    FROM generate_series(%(since)s::timestamptz,
+                         %(until)s::timestamptz - %(step)s::interval,
+                         %(step)s::interval) AS b
+), started AS (
+    SELECT date_trunc(%(unit)s, created_at) AS start, count(*) AS n
+    FROM runs
+    WHERE created_at >= %(since)s AND created_at < %(until)s
+      AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+    GROUP BY 1
+), ended AS (
+    SELECT date_trunc(%(unit)s, finished_at) AS start,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           percentile_cont(0.5) WITHIN GROUP
+               (ORDER BY extract(epoch FROM finished_at - created_at)) AS p50,
+           percentile_cont(0.95) WITHIN GROUP
+               (ORDER BY extract(epoch FROM finished_at - created_at)) AS p95
+    FROM runs
+    WHERE finished_at >= %(since)s AND finished_at < %(until)s
+      AND (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
+    GROUP BY 1
+)
+SELECT b.start, coalesce(s.n, 0), coalesce(e.completed, 0), coalesce(e.failed, 0),
+       e.p50, e.p95
+FROM buckets AS b
+LEFT JOIN started AS s ON s.start = b.start
+LEFT JOIN ended AS e ON e.start = b.start
+ORDER BY b.start
+
 -- name: stats
 SELECT workflow, status, count(*) FROM runs GROUP BY workflow, status ORDER BY workflow, status
 

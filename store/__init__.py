@@ -27,6 +27,7 @@ from ._migrate import migrate
 from ._plan import Plan, Query, Unit
 from ._records import (
     AppendResult,
+    BucketRow,
     Claim,
     DueTimer,
     InboxWait,
@@ -54,6 +55,7 @@ __all__ = [
     "AppendResult",
     "AsyncDatabase",
     "AsyncListener",
+    "BucketRow",
     "Claim",
     "ConfigError",
     "ConflictError",

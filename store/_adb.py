@@ -93,6 +93,22 @@ class AsyncDatabase:
         if pool is not None:
             await pool.close()
 
+    def abandon(self) -> None:
+        """Close the pool from outside any event loop (its loop may be gone, as after
+        ``asyncio.run``): on its loop if that can still run, else connection by
+        connection."""
+        pool, self._pool = self._pool, None
+        loop, self._loop = self._loop, None
+        if pool is None:
+            return
+        if loop is not None and not loop.is_closed() and not loop.is_running():
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(pool.close())
+                return
+        for conn in list(getattr(pool, "_pool", ())):
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
+
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConn]:
         """A pooled async connection, with errors wrapped."""

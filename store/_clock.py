@@ -41,6 +41,10 @@ $$ SELECT pg_catalog.now() + (SELECT skew FROM {schema}.virtual_clock) $$;
 # Moves the clock and, by as much, what measures real time while the clock is skipped:
 # live leases (wake_at of a held run is its lease's end) and workers' heartbeats.
 _SKIP = (
+    # No lease may be written while the clock moves: a claim or heartbeat that read the
+    # old time and committed after the skip would hold a lease that, in the new time, has
+    # already expired (its step would run twice).
+    "LOCK TABLE runs, workers IN SHARE ROW EXCLUSIVE MODE",
     "UPDATE virtual_clock SET skew = skew + make_interval(secs => %(secs)s)",
     "UPDATE runs SET lease_expires_at = lease_expires_at + make_interval(secs => %(secs)s),"
     " wake_at = wake_at + make_interval(secs => %(secs)s) WHERE lease_token IS NOT NULL",
@@ -51,16 +55,29 @@ _SKIP = (
     " count(pg_notify(%(channel)s, run_id)) FROM runs WHERE lease_token IS NOT NULL",
 )
 
-# Whether every unfinished run that could move waits only on time, and for how long:
-# none held by a worker, none with news in its inbox, none due now, and each with a wake
-# time (a run waiting for a signal with no timeout has none). Paused and blocked runs
-# wait for a person, not for time: they are left out.
+# Whether every unfinished run that could move waits only on time, and for how long.
+# Left out: paused and blocked runs (they wait for a person), runs waiting for a queue's
+# slot (they wait for other runs), and parents whose only wait is a child (the child is
+# counted). Busy: a run held by a worker, with news in its inbox, due now, or with no
+# wake time (a signal or event with no timeout). The next wake is the earliest of the
+# runs' wake times and the next tick of an unpaused schedule.
 _IDLE = """
-SELECT count(*) AS active,
-       count(*) FILTER (WHERE lease_token IS NOT NULL OR nudged OR wake_at IS NULL
-                        OR wake_at <= now()) AS busy,
-       extract(epoch FROM min(wake_at) - now()) AS wait
-FROM runs WHERE status = ANY(%(statuses)s)
+WITH movable AS (
+    SELECT r.* FROM runs AS r
+    WHERE r.status = ANY(%(statuses)s)
+      AND NOT (r.queue IS NOT NULL AND r.admitted_at IS NULL AND r.lease_token IS NULL)
+      AND NOT (r.wake_at IS NULL AND r.lease_token IS NULL AND NOT r.nudged
+               AND EXISTS (SELECT 1 FROM runs AS c WHERE c.parent_run_id = r.run_id
+                           AND c.status = ANY(%(statuses)s)))
+)
+SELECT (SELECT count(*) FROM movable) AS active,
+       (SELECT count(*) FROM movable WHERE lease_token IS NOT NULL OR nudged
+                                       OR wake_at IS NULL OR wake_at <= now()) AS busy,
+       extract(epoch FROM least((SELECT min(wake_at) FROM movable),
+                                (SELECT min(due_at) FROM schedules WHERE NOT paused))
+                          - now()) AS wait,
+       extract(epoch FROM (SELECT min(due_at) FROM schedules WHERE NOT paused) - now())
+           AS schedule_wait
 """
 
 _NOW = "SELECT now()"
@@ -74,11 +91,18 @@ def install_virtual_clock(dsn: str, schema: str) -> None:
         conn.execute(sql.SQL(_INSTALL).format(schema=sql.Identifier(schema)))
 
 
-def drop_schema(dsn: str, schema: str) -> None:
-    """Drop ``schema`` and everything in it (the test env's schema, at its end)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+def drop_schema(dsn: str, schema: str, *, lock_timeout: float = 10.0) -> bool:
+    """Drop ``schema`` and everything in it (the test env's schema, at its end). Gives
+    up after ``lock_timeout`` seconds if a transaction still holds locks in it (a test's
+    own connection left open): returns False, the schema stays."""
     _VIRTUAL_CLOCK_SCHEMAS.discard(schema)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_timeout}s",))
+        try:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        except psycopg.errors.LockNotAvailable:
+            return False
+    return True
 
 
 class VirtualClock:
@@ -106,12 +130,21 @@ class VirtualClock:
                 conn.execute(statement, params)
 
     def idle_wait(self) -> float | None:
-        """Seconds until the earliest wake time if every unfinished run waits only on
-        time (see ``_IDLE``), else None (also when no run is unfinished)."""
+        """Seconds until the earliest wake time (of a run or a schedule) if every
+        unfinished run waits only on time (see ``_IDLE``), else None."""
         with self._db.connection() as conn:
             row = conn.execute(_IDLE, {"statuses": sorted(CLAIMABLE_STATUSES)}).fetchone()
         assert row is not None
-        active, busy, wait = row
-        if not active or busy:
+        active, busy, wait, _ = row
+        if busy or wait is None:
+            return None
+        if not active and wait is None:
             return None
         return float(wait)
+
+    def next_tick_in(self) -> float | None:
+        """Seconds until the next tick of an unpaused schedule (None: none)."""
+        with self._db.connection() as conn:
+            row = conn.execute(_IDLE, {"statuses": sorted(CLAIMABLE_STATUSES)}).fetchone()
+        assert row is not None
+        return None if row[3] is None else float(row[3])

@@ -249,6 +249,18 @@ class PendingFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class BucketRow:
+    """One bucket of :meth:`RunStore.timeseries`."""
+
+    start: datetime
+    started: int
+    completed: int
+    failed: int
+    p50_seconds: float | None
+    p95_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatRow:
     """How many runs of a workflow have a status."""
 

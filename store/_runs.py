@@ -7,7 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..replay.vocabulary import TERMINAL_STATUSES, EventType, RunStatus
@@ -16,6 +16,7 @@ from ._errors import ConflictError, RunNotActive, RunNotFound, RunStateError
 from ._family import Family
 from ._plan import Plan, Query, Unit
 from ._records import (
+    BucketRow,
     KeyCount,
     NewEvent,
     NewRun,
@@ -314,6 +315,34 @@ class RunStore:
     def _stats(self) -> Plan[list[StatRow]]:
         rows = yield Query(self._q["stats"], None, "all")
         return [StatRow(r[0], RunStatus(r[1]), int(r[2])) for r in rows]
+
+    def timeseries(
+        self, unit: str, since: datetime, until: datetime, workflow: str | None
+    ) -> Unit[list[BucketRow]]:
+        """Buckets of one ``unit`` (``hour`` or ``day``) in ``[since, until)``; ``since``
+        and ``until`` are on bucket boundaries."""
+        params = {
+            "unit": unit,
+            "step": timedelta(hours=1) if unit == "hour" else timedelta(days=1),
+            "since": since,
+            "until": until,
+            "workflow": workflow,
+        }
+        return Unit(functools.partial(self._timeseries, params))
+
+    def _timeseries(self, params: dict[str, Any]) -> Plan[list[BucketRow]]:
+        rows = yield Query(self._q["timeseries"], params, "all")
+        return [
+            BucketRow(
+                r[0],
+                int(r[1]),
+                int(r[2]),
+                int(r[3]),
+                None if r[4] is None else float(r[4]),
+                None if r[5] is None else float(r[5]),
+            )
+            for r in rows
+        ]
 
     def prune_batch(self, cutoff: datetime, batch: int) -> Unit[PruneCounts]:
         """Delete up to ``batch`` ended runs older than ``cutoff`` with their rows, in one

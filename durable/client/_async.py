@@ -12,16 +12,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from .. import telemetry
-from .._models import Event, PruneResult, QueueInfo, RunInfo, RunPage, WorkerInfo
+from .._models import Bucket, Event, PruneResult, QueueInfo, RunInfo, RunPage, WorkerInfo
 from .._registry import Registry
 from ..replay.errors import DurableError
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
-from ..store import AsyncDatabase, RunRow, Store, Unit
+from ..store import AsyncDatabase, AsyncListener, RunRow, Store, Unit
 from ._client import IDLE_POLL
 from ._ops import Op, Ops, timeout_message
 from ._outage import Outage
@@ -127,6 +127,17 @@ class AsyncClient:
             await waiter.close()
         if self._db is not None:
             await self._db.close()
+
+    def abandon(self) -> None:
+        """Close the async pool from outside its event loop (the test env, at its end;
+        the loops that used it may be gone)."""
+        waiters, self._waiters = self._waiters, {}
+        for loop, waiter in waiters.items():
+            if not loop.is_closed() and not loop.is_running():
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(waiter.close())
+        if self._db is not None:
+            self._db.abandon()
 
     # -- starting runs -----------------------------------------------------------------------
 
@@ -263,6 +274,28 @@ class AsyncClient:
     async def stats(self) -> dict[str, Any]:
         """See :meth:`durable.App.stats`."""
         return await self._run(lambda ops: ops.stats())
+
+    async def timeseries(
+        self,
+        granularity: str = "hour",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        workflow: str | None = None,
+    ) -> list[Bucket]:
+        """See :meth:`durable.App.timeseries`."""
+        return await self._run(lambda ops: ops.timeseries(granularity, since, until, workflow))
+
+    @contextlib.asynccontextmanager
+    async def notifications(self) -> AsyncIterator[AsyncListener]:
+        """A dedicated connection LISTENing to what workers and clients already notify
+        (starts, signals, controls, watched runs' ends): hints that something changed,
+        for live views (the dashboard); nothing is notified for them alone."""
+        db, _ = await self._ready()
+        listener = await db.listener(db.db.work_channel, db.db.done_channel)
+        try:
+            yield listener
+        finally:
+            await listener.close()
 
     async def resolve_run_id(self, run_id_or_prefix: str) -> str:
         """See :meth:`durable.App.resolve_run_id`."""

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from .. import telemetry
 from .._clock import utcnow
 from .._models import (
+    Bucket,
     Event,
     PruneResult,
     Queue,
@@ -321,6 +322,16 @@ class Client:
     def stats(self) -> dict[str, Any]:
         """See :meth:`durable.App.stats`."""
         return self._run(self.ops.stats())
+
+    def timeseries(
+        self,
+        granularity: str = "hour",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        workflow: str | None = None,
+    ) -> list[Bucket]:
+        """See :meth:`durable.App.timeseries`."""
+        return self._run(self.ops.timeseries(granularity, since, until, workflow))
 
     def resolve_run_id(self, run_id_or_prefix: str) -> str:
         """See :meth:`durable.App.resolve_run_id`."""

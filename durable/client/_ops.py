@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from .._clock import utcnow
 from .._errors import AmbiguousRunId, InvalidArgument, RunCancelled, RunTimedOut
 from .._models import (
+    Bucket,
     Event,
     PruneResult,
     Queue,
@@ -274,6 +275,44 @@ class Ops:
             by_workflow.setdefault(row.workflow, {})[status] = row.count
         return {"total": total, "by_status": by_status, "by_workflow": by_workflow}
 
+    def timeseries(
+        self,
+        granularity: str,
+        since: datetime | None,
+        until: datetime | None,
+        workflow: str | None,
+    ) -> Op[list[Bucket]]:
+        """See :meth:`durable.App.timeseries`."""
+        if granularity not in ("hour", "day"):
+            raise InvalidArgument(f'granularity must be "hour" or "day", not {granularity!r}')
+        step = timedelta(hours=1) if granularity == "hour" else timedelta(days=1)
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.utcoffset() is None:
+                raise InvalidArgument(f"timeseries needs an aware datetime for {name}")
+        end = _bucket_of(until if until is not None else utcnow() + step, granularity)
+        if until is not None and end < until:
+            end += step  # a partial last bucket is included
+        start = _bucket_of(since, granularity) if since is not None else end - 24 * step
+        if start >= end:
+            raise InvalidArgument(f"timeseries needs since < until, not {since} .. {until}")
+        if (end - start) / step > MAX_BUCKETS:
+            raise InvalidArgument(
+                f"timeseries covers at most {MAX_BUCKETS} buckets; narrow since/until "
+                "or use a coarser granularity"
+            )
+        rows = yield self.runs.timeseries(granularity, start, end, workflow)
+        return [
+            Bucket(
+                start=r.start,
+                started=r.started,
+                completed=r.completed,
+                failed=r.failed,
+                p50_seconds=r.p50_seconds,
+                p95_seconds=r.p95_seconds,
+            )
+            for r in rows
+        ]
+
     def resolve_run_id(self, given: str) -> Op[str]:
         """See :meth:`durable.App.resolve_run_id`."""
 
@@ -481,3 +520,15 @@ def timeout_message(run_id: str, timeout: float | None, status: str) -> str:
     return (
         f"run {run_id!r} did not finish within {timeout:g}s (status {status}); is a worker running?"
     )
+
+
+#: the most buckets one timeseries call returns (about 14 months of hours)
+MAX_BUCKETS = 10_000
+
+
+def _bucket_of(when: datetime, granularity: str) -> datetime:
+    """The start of the UTC hour or day that holds ``when``."""
+    when = when.astimezone(UTC)
+    if granularity == "hour":
+        return when.replace(minute=0, second=0, microsecond=0)
+    return when.replace(hour=0, minute=0, second=0, microsecond=0)

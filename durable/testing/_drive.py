@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .._codec import qualified_name
+from .._errors import RunTimedOut
 from .._registry import StepOptions
 from ..replay import (
     Blocked,
@@ -87,8 +88,10 @@ def drive(
         if not isinstance(values, list):
             raise TypeError(f"drive: signals[{key!r}] must be a list of payloads")
     latched = dict(events or {})
+    definition = getattr(workflow, "durable_workflow", None)
+    timeout = getattr(definition, "timeout", None)
     while True:
-        run = _Run(workflow, name, args, answers, inbox, latched)
+        run = _Run(workflow, name, args, answers, inbox, latched, timeout)
         outcome = run.go()
         if isinstance(outcome, ContinuedAsNew):
             args = tuple(outcome.args)
@@ -101,8 +104,8 @@ def drive(
             raise outcome.error
         if isinstance(outcome, CancelledOutcome):  # pragma: no cover - nothing cancels here
             raise AssertionError(f"drive: the run was cancelled ({outcome.reason})")
-        if isinstance(outcome, TimedOut):  # pragma: no cover - drive sets no deadline
-            raise AssertionError("drive: the run timed out")
+        if isinstance(outcome, TimedOut):
+            raise RunTimedOut(f"{name} (driven)")
         raise AssertionError(f"drive: unexpected outcome {outcome!r}")  # pragma: no cover
 
 
@@ -119,12 +122,14 @@ class _Run:
         answers: _Answers,
         inbox: dict[str, list[Any]],
         latched: dict[str, Any],
+        timeout: float | None = None,
     ) -> None:
         self.workflow = workflow
         self.answers = answers
         self.inbox = inbox
         self.latched = latched
         self.now = datetime.now(UTC)
+        self.deadline = None if timeout is None else self.now + timedelta(seconds=timeout)
         self.log: list[HistoryEvent] = []
         self.engine = Engine(fn, workflow=workflow, run_id="drive", decode=_decode)
         self._append([("run_started", {"workflow": workflow, "args": list(args), "seed": 7})])
@@ -184,13 +189,23 @@ class _Run:
                 return self._child(p)
         if timers:
             when, _, event = min(timers, key=lambda t: (t[0], t[1]))
+            if self.deadline is not None and when >= self.deadline:
+                return self._time_out()
             self.now = max(self.now, when)
             return [event] if event[0] else []
+        if self.deadline is not None and stuck:
+            return self._time_out()
         what = ", ".join(stuck) or "nothing"
         raise AssertionError(
             f"drive: {self.workflow} waits for {what} and nothing is left to deliver; "
             "give it in signals= or events="
         )
+
+    def _time_out(self) -> list[tuple[str, dict[str, Any]]]:
+        """The workflow timeout passes before anything else would happen."""
+        assert self.deadline is not None
+        self.now = self.deadline
+        return [("run_timed_out", {})]
 
     def _deliver(self, p: PendingWait) -> tuple[str, dict[str, Any]] | None:
         if p.kind == "signal":
@@ -215,7 +230,8 @@ class _Run:
         base = {"pos": p.pos, "name": name}
         if not isinstance(value, BaseException):
             return ("step_completed", {**base, "attempt": p.attempt, "result": value})
-        error = {"error_type": qualified_name(type(value)), "message": str(value) or name}
+        message = str(value) or type(value).__name__  # as the worker records it
+        error = {"error_type": qualified_name(type(value)), "message": message}
         options = p.call.options
         retry = options.step.retry if isinstance(options, StepOptions) else None
         if retry is not None and retry.retries(value, p.attempt):
@@ -244,7 +260,7 @@ class _Run:
                 "child_run_id": child_id,
                 "status": "failed",
                 "error_type": qualified_name(type(value)),
-                "message": str(value) or workflow,
+                "message": str(value) or "child failed",
             }
             out.append(("child_failed", data))
         else:

@@ -56,7 +56,7 @@ class RunDriver:
 
     def activate(self, act: Activation, history: list[HistoryEvent]) -> None:
         """A run was just claimed: replay what it has not seen yet and go on."""
-        if telemetry.ENABLED and act.claim.events is not None and act.claim.created_at:
+        if act.claim.events is not None and act.claim.created_at and telemetry.active():
             # a run executed for the first time (its claim read its log: never started)
             waited = (utcnow() - act.claim.created_at).total_seconds()
             telemetry.record_schedule_to_start(act.claim.workflow, waited)
@@ -98,7 +98,7 @@ class RunDriver:
         while step is not None:
             definition = step_def(step.call)
             try:
-                if telemetry.ENABLED:
+                if telemetry.active():
                     event = self._traced(act, step, definition)
                 elif definition is not None and definition.transactional:
                     # None: its result is written already, in the step's own transaction

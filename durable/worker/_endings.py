@@ -145,13 +145,13 @@ class Endings:
     @staticmethod
     def _ended(act: Activation, status: RunStatus, error: dict[str, Any] | None) -> None:
         """The run's end is recorded, by this worker, now: its ``run`` span and metric."""
-        if telemetry.ENABLED:
+        if telemetry.active():
             started = act.engine.started
             telemetry.record_run_end(
                 telemetry.trace_of(act.engine),
                 act.run_id,
                 act.claim.workflow,
-                started.created_at if started is not None else act.claim.created_at,
+                act.claim.created_at or (started.created_at if started is not None else None),
                 str(status),
                 error,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import logging
 import threading
 from collections.abc import Hashable
@@ -118,8 +119,10 @@ class StepRunner:
             finally:
                 self.attempts.end(attempt)
 
+        # the step's thread sees this one's context (the current span, for telemetry)
+        context = contextvars.copy_context()
         thread = threading.Thread(
-            target=target, name=f"durable-step-{definition.name}", daemon=True
+            target=context.run, args=(target,), name=f"durable-step-{definition.name}", daemon=True
         )
         try:
             thread.start()
@@ -235,7 +238,7 @@ def _registered(call: StepCall) -> tuple[StepDef | None, str]:
     """The registered step of a call and the run that made it ("" if unknown)."""
     options = call.options
     if isinstance(options, StepOptions):
-        return options.step, options.run_id
+        return options.current, options.run_id
     if isinstance(options, StepDef):
         return options, ""
     return None, ""

@@ -15,6 +15,8 @@ import pytest
 import durable
 from durable.testing import TestEnv, replay
 
+from .waiting import wait_for
+
 
 def schemas(dsn: str) -> set[str]:
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -72,8 +74,6 @@ def test_skip_by_hand_fires_what_is_due_and_no_more(app: durable.App, dsn: str) 
 
         def first() -> bool:
             return app.get_run(handle.run_id).custom_status == "first"
-
-        from .waiting import wait_for
 
         wait_for(first, what="the first timer fired after the skip")
         assert app.get_run(handle.run_id).status == "waiting"
@@ -229,3 +229,94 @@ def test_an_error_in_the_test_body_still_puts_everything_back(app: durable.App, 
     assert env.schema not in schemas(dsn)
     with TestEnv(app, dsn=dsn):  # and the next env starts cleanly
         pass
+
+
+def test_auto_skip_sees_through_children_and_queues(app: durable.App, dsn: str) -> None:
+    app.queue("one_at_a_time", concurrency=1)
+
+    @app.workflow(name="nap")
+    def nap(ctx: durable.Context, days: int) -> Any:
+        yield ctx.sleep(timedelta(days=days))
+        return days
+
+    @app.workflow(name="parent")
+    def parent(ctx: durable.Context) -> Any:
+        return (yield ctx.child("nap", 2))  # the parent waits on its child only
+
+    with TestEnv(app, dsn=dsn) as env:
+        start = env.now()
+        assert app.start(parent).result(timeout=30) == 2
+        # the second run waits for the queue's one slot, held by the first (asleep)
+        first = app.start(nap, 1, queue="one_at_a_time")
+        second = app.start(nap, 3, queue="one_at_a_time")
+        assert second.result(timeout=30) == 3 and first.result(timeout=30) == 1
+        assert env.now() - start >= timedelta(days=6)
+
+
+def test_a_skip_stops_at_every_schedule_tick_on_the_way(app: durable.App, dsn: str) -> None:
+    @app.workflow(name="tick")
+    def tick(ctx: durable.Context) -> Any:
+        return ctx.scheduled_at.isoformat() if ctx.scheduled_at else None
+        yield
+
+    app.schedule("every_ten_minutes", tick, cron="*/10 * * * *")  # the env's worker writes it
+    with TestEnv(app, dsn=dsn, auto_skip=False) as env:
+        wait_for(app.list_schedules, what="the schedule written by the env's worker")
+        env.skip(timedelta(hours=1))
+
+        def six_ticks() -> bool:
+            return app.list_runs(workflow="tick").total >= 6
+
+        wait_for(six_ticks, what="a run per tick of the skipped hour")
+        ticks = {r.run_id for r in app.list_runs(workflow="tick").runs}
+        assert len(ticks) in (6, 7)  # the hour holds six ticks, seven if it began on one
+
+
+def test_a_mock_set_while_a_step_waits_for_its_retry_answers_the_retry(
+    app: durable.App, dsn: str
+) -> None:
+    real: list[int] = []
+
+    @app.step("fetch", retry=durable.RetryPolicy(max_attempts=3, initial_interval=3600))
+    def fetch() -> str:
+        real.append(1)
+        raise ConnectionError("down")
+
+    @app.workflow()
+    def reader(ctx: durable.Context) -> Any:
+        return (yield fetch())
+
+    with TestEnv(app, dsn=dsn, auto_skip=False) as env:
+        handle = app.start(reader)
+        wait_for(lambda: len(real) == 1, what="the first attempt")
+        env.mock_step("fetch", returns="mocked")
+        env.skip(timedelta(hours=2))
+        assert handle.result(timeout=30) == "mocked"
+        assert real == [1]
+
+
+def test_async_with_closes_the_async_client_on_its_loop(app: durable.App, dsn: str) -> None:
+    import asyncio
+
+    @app.workflow()
+    def nap(ctx: durable.Context) -> Any:
+        yield ctx.sleep(timedelta(days=3))
+        return "rested"
+
+    def connections() -> int:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    async def scenario() -> int:
+        for _ in range(3):
+            async with TestEnv(app, dsn=dsn):
+                handle = await app.aio.start(nap)
+                assert await handle.result(timeout=30) == "rested"
+        return connections()
+
+    before = connections()
+    assert asyncio.run(scenario()) <= before  # nothing left open by the three envs

@@ -98,3 +98,19 @@ def test_what_is_missing_is_named() -> None:
         drive(order, "book", 1, results=everything, signals={"approve": [True]})
     with pytest.raises(TypeError, match=r"@app\.workflow"):
         drive(lambda ctx: None)
+
+
+@app.workflow(name="slow", timeout=timedelta(hours=1))
+def slow(ctx: durable.Context) -> Any:
+    yield ctx.sleep(timedelta(hours=2))
+    return "finished"
+
+
+def test_the_workflow_timeout_applies_as_on_a_worker() -> None:
+    with pytest.raises(durable.RunTimedOut):
+        drive(slow)
+
+
+def test_an_error_without_text_is_named_by_its_type() -> None:
+    with pytest.raises(durable.StepFailed, match="KeyError: KeyError"):
+        drive(order, "book", 1, results={"reserve": KeyError()})
