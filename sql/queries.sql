@@ -315,8 +315,7 @@ SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r
        CASE WHEN r.status IN ('completed', 'failed', 'cancelled', 'timed_out')
             THEN (SELECT data FROM events WHERE run_id = r.run_id AND seq = r.last_seq) END
             AS end_data,
-       r.queue, r.priority, r.concurrency_key, r.dedup_key, r.admitted_at,
-       count(*) OVER () AS total
+       r.queue, r.priority, r.concurrency_key, r.dedup_key, r.admitted_at
 FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)

@@ -7,7 +7,7 @@ its errors and its vocabulary; psycopg's errors are wrapped into the ones below.
 from __future__ import annotations
 
 from ._adb import AsyncDatabase, AsyncListener
-from ._clock import VirtualClock, drop_schema, install_virtual_clock
+from ._clock import ClockState, VirtualClock, drop_schema, install_virtual_clock
 from ._db import Database, Listener, Timeouts, validate_dsn
 from ._errors import (
     ConfigError,
@@ -57,6 +57,7 @@ __all__ = [
     "AsyncListener",
     "BucketRow",
     "Claim",
+    "ClockState",
     "ConfigError",
     "ConflictError",
     "Created",

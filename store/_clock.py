@@ -15,6 +15,7 @@ held run look abandoned.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,7 +26,7 @@ from ._db import Database
 from ._schedules import SCHEDULES_CHANGED
 from ._sql import _VIRTUAL_CLOCK_SCHEMAS
 
-__all__ = ["VirtualClock", "drop_schema", "install_virtual_clock"]
+__all__ = ["ClockState", "VirtualClock", "drop_schema", "install_virtual_clock"]
 
 _INSTALL = """
 CREATE SCHEMA {schema};
@@ -73,6 +74,8 @@ WITH movable AS (
 SELECT (SELECT count(*) FROM movable) AS active,
        (SELECT count(*) FROM movable WHERE lease_token IS NOT NULL OR nudged
                                        OR wake_at IS NULL OR wake_at <= now()) AS busy,
+       (SELECT count(*) FROM movable WHERE lease_token IS NOT NULL OR nudged
+                                       OR wake_at <= now()) AS working,
        extract(epoch FROM least((SELECT min(wake_at) FROM movable),
                                 (SELECT min(due_at) FROM schedules WHERE NOT paused))
                           - now()) AS wait,
@@ -129,22 +132,35 @@ class VirtualClock:
             for statement in _SKIP:
                 conn.execute(statement, params)
 
+    def look(self) -> ClockState:
+        """What the runs and schedules wait for now (see ``_IDLE``)."""
+        with self._db.connection() as conn:
+            row = conn.execute(_IDLE, {"statuses": sorted(CLAIMABLE_STATUSES)}).fetchone()
+        assert row is not None
+        active, busy, working, wait, tick = row
+        return ClockState(
+            int(active),
+            int(busy),
+            int(working),
+            None if wait is None else float(wait),
+            None if tick is None else float(tick),
+        )
+
     def idle_wait(self) -> float | None:
         """Seconds until the earliest wake time (of a run or a schedule) if every
-        unfinished run waits only on time (see ``_IDLE``), else None."""
-        with self._db.connection() as conn:
-            row = conn.execute(_IDLE, {"statuses": sorted(CLAIMABLE_STATUSES)}).fetchone()
-        assert row is not None
-        active, busy, wait, _ = row
-        if busy or wait is None:
-            return None
-        if not active and wait is None:
-            return None
-        return float(wait)
+        unfinished run waits only on time, else None."""
+        state = self.look()
+        return None if state.busy else state.wait
 
-    def next_tick_in(self) -> float | None:
-        """Seconds until the next tick of an unpaused schedule (None: none)."""
-        with self._db.connection() as conn:
-            row = conn.execute(_IDLE, {"statuses": sorted(CLAIMABLE_STATUSES)}).fetchone()
-        assert row is not None
-        return None if row[3] is None else float(row[3])
+
+@dataclass(frozen=True, slots=True)
+class ClockState:
+    """Counts of unfinished runs that could move: ``active`` in all, ``busy`` (not
+    waiting only on time), ``working`` (held, with news, or due now); and seconds until
+    the earliest wake time (``wait``) and schedule tick (``tick``)."""
+
+    active: int
+    busy: int
+    working: int
+    wait: float | None
+    tick: float | None

@@ -642,3 +642,35 @@ def _db_status(args: argparse.Namespace) -> None:
         console.print(Text.assemble((f"{key:<9}", "bold"), str(value)))
     if args.dsn or os.environ.get("DURABLE_DSN"):
         _note("note: a DSN is configured (--dsn or DURABLE_DSN); pgdurable uses that one")
+
+
+# -- the dashboard ---------------------------------------------------------------------
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """``durable dashboard [APP]``: serve the web dashboard until interrupted."""
+    import importlib.util
+
+    missing = [m for m in ("starlette", "jinja2", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        sys.stderr.write(
+            f"error: the dashboard needs {', '.join(missing)}: pip install 'pgdurable[dashboard]'\n"
+        )
+        return 2
+    from ..dashboard import serve
+
+    token = args.token or os.environ.get("DURABLE_DASHBOARD_TOKEN") or None
+    opened = load_app(args.app, args) if args.app else bare_app(args)
+    with opened as app:
+        _ = app.dsn  # connect and migrate now: a bad DSN fails before the server starts
+        where = f"http://{args.host}:{args.port}/"
+        extras = [x for x in ("read-only" if args.read_only else "", "token" if token else "") if x]
+        _note(f"pgdurable dashboard on {where}" + (f" ({', '.join(extras)})" if extras else ""))
+        if args.host not in ("127.0.0.1", "localhost", "::1") and token is None:
+            _note(
+                f"warning: listening on {args.host} with no token: anyone who reaches it can "
+                "act on your runs; give --token",
+                dim=False,
+            )
+        serve(app, host=args.host, port=args.port, read_only=args.read_only, token=token)
+    return 0

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import NoReturn, Protocol
 
 from ._commands import (
+    cmd_dashboard,
     cmd_db,
     cmd_emit,
     cmd_export,
@@ -306,6 +307,23 @@ def _inspecting_commands(command: _Factory) -> None:
     )
     p.add_argument("run_id", metavar="RUN_ID", help=RUN_ID_HELP)
     p.set_defaults(handler=cmd_export)
+
+    p = command(
+        "dashboard",
+        "serve the web dashboard",
+        "Serve the web dashboard: runs, their timelines and logs, queues, schedules and\n"
+        "workers, live, with actions. With APP, its DSN, schema and codec. Needs the\n"
+        "dashboard extra: pip install 'pgdurable[dashboard]'.",
+    )
+    p.add_argument("app", metavar="APP", nargs="?", help="module:attribute naming a durable.App")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--read-only", action="store_true", help="answer every action with 403")
+    p.add_argument(
+        "--token",
+        help="require this token (else $DURABLE_DASHBOARD_TOKEN; default: none)",
+    )
+    p.set_defaults(handler=cmd_dashboard)
 
     p = command(
         "stats",

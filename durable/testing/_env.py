@@ -164,13 +164,13 @@ class TestEnv:
         with self._skip_lock:
             remaining = seconds
             while True:
-                tick = clock.next_tick_in()
+                tick = clock.look().tick
                 if tick is None or tick >= remaining:
                     break
                 step = max(tick, 0.0) + 0.001
                 self._move(clock, step)
                 remaining -= step
-                self._wait_for_tick(clock)
+                self._settle(clock)
             self._move(clock, max(remaining, 0.0))
 
     @staticmethod
@@ -188,12 +188,14 @@ class TestEnv:
             raise
 
     @staticmethod
-    def _wait_for_tick(clock: VirtualClock, timeout: float = 10.0) -> None:
-        """Until the scheduler fired the tick that is due now (its next one is ahead)."""
+    def _settle(clock: VirtualClock, timeout: float = 10.0) -> None:
+        """Until what the clock made due has happened: the tick fired (the schedule's
+        next tick is ahead) and no run is held, has news or is due. As in real time,
+        where a tick's run has minutes to finish before the next tick."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            tick = clock.next_tick_in()
-            if tick is None or tick > 0:
+            state = clock.look()
+            if (state.tick is None or state.tick > 0) and not state.working:
                 return
             time.sleep(0.01)
 
