@@ -4,7 +4,7 @@ register), the client (every operation on runs) and the worker factory."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -310,6 +310,42 @@ class App:
             priority=priority,
             concurrency_key=concurrency_key,
             dedup_key=dedup_key,
+            conn=conn,
+        )
+
+    def start_many(
+        self,
+        workflow: Any,
+        args_list: Sequence[Sequence[Any]],
+        *,
+        run_ids: Sequence[str | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_keys: Sequence[str | None] | None = None,
+        conn: Any = None,
+    ) -> list[RunHandle]:
+        """Start one run of ``workflow`` per entry of ``args_list`` (each a tuple of
+        positional arguments) in one statement and one transaction: far cheaper than a
+        loop of :meth:`start` when there are many. The options are those of ``start``;
+        ``run_ids``, ``idempotency_keys`` and ``dedup_keys`` are lists with one entry (or
+        None) per run. Every argument is checked before anything is written; a run whose
+        id or key exists is not started again and its handle is returned in its place.
+        Returns the handles in the order of ``args_list``."""
+        return self.client.start_many(
+            workflow,
+            args_list,
+            run_ids=run_ids,
+            idempotency_keys=idempotency_keys,
+            start_at=start_at,
+            delay=delay,
+            queue=queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+            dedup_keys=dedup_keys,
             conn=conn,
         )
 

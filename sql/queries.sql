@@ -27,6 +27,39 @@ SELECT ins.run_id,
        CASE WHEN %(notify)s THEN pg_notify(%(channel)s, ins.run_id) END
 FROM ins
 
+-- name: create_runs
+-- Many runs in one statement (start_many): the rows, their first events, one
+-- notification; runs whose id or keys exist are skipped (found by find_existing_run).
+WITH given AS (
+    SELECT g.*
+    FROM jsonb_to_recordset(%(runs)s::jsonb) AS g(
+        i integer, run_id text, workflow text, wake_at timestamptz, last_seq integer,
+        idempotency_key text, deadline timestamptz, timeout_seconds double precision,
+        timeout_unknown boolean, queue text, priority integer, concurrency_key text,
+        dedup_key text, events jsonb, notify boolean)
+), qa AS (
+    INSERT INTO queues (name)
+    SELECT DISTINCT queue FROM given WHERE queue IS NOT NULL
+    ON CONFLICT (name) DO NOTHING
+), ins AS (
+    INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
+                      timeout_seconds, timeout_unknown, created_at, updated_at, queue,
+                      priority, concurrency_key, dedup_key)
+    SELECT run_id, workflow, 'pending', wake_at, last_seq, idempotency_key, deadline,
+           timeout_seconds, timeout_unknown, %(now)s, %(now)s, queue, priority,
+           concurrency_key, dedup_key
+    FROM given ORDER BY i
+    ON CONFLICT DO NOTHING
+    RETURNING run_id
+), ev AS (
+    INSERT INTO events (run_id, seq, type, data, created_at)
+    SELECT g.run_id, (e->>'seq')::int, e->>'type', e->'data', (e->>'created_at')::timestamptz
+    FROM given AS g JOIN ins USING (run_id), jsonb_array_elements(g.events) AS e
+)
+SELECT coalesce(array_agg(ins.run_id), '{}'),
+       CASE WHEN bool_or(g.notify) THEN pg_notify(%(channel)s, '') END
+FROM ins JOIN given AS g USING (run_id)
+
 -- name: find_existing_run
 -- The run that kept create_run from creating one: the same run id, idempotency key (per
 -- workflow) or dedup key (per queue, among active runs).

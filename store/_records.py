@@ -308,15 +308,17 @@ class PruneCounts:
     signals: int = 0
 
 
+def events_data(events: Sequence[NewEvent]) -> list[dict[str, Any]]:
+    """A batch of events as the JSON-ready objects the statements take."""
+    return [
+        {"seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at.isoformat()}
+        for e in events
+    ]
+
+
 def events_json(events: Sequence[NewEvent]) -> str:
     """A batch of events as the one jsonb array the statements take."""
-    return json.dumps(
-        [
-            {"seq": e.seq, "type": e.type, "data": e.data, "created_at": e.created_at.isoformat()}
-            for e in events
-        ],
-        separators=(",", ":"),
-    )
+    return json.dumps(events_data(events), separators=(",", ":"))
 
 
 def jsonb_text(value: Any) -> str | None:

@@ -5,6 +5,7 @@ or an async executor runs, on a pooled connection or on the caller's own."""
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from ._records import (
     StatRow,
     StoredEvent,
     WorkerRow,
+    events_data,
     events_json,
     jsonb_text,
 )
@@ -88,7 +90,14 @@ class RunStore:
         row = yield Query(self._q["create_run"], params)
         if row is not None:
             return Created(str(row[0]), True, run.workflow)
-        found = yield Query(
+        found = yield self._existing(run)
+        if found is None:  # pragma: no cover - a concurrent prune between the two statements
+            raise ConflictError(f"run {run.run_id!r} could not be created; try again")
+        return Created(str(found[0]), False, str(found[1]))
+
+    def _existing(self, run: NewRun) -> Query:
+        """The query for the run that kept ``run`` from being created."""
+        return Query(
             self._q["find_existing_run"],
             {
                 "run_id": run.run_id,
@@ -98,9 +107,61 @@ class RunStore:
                 "dedup_key": run.dedup_key,
             },
         )
-        if found is None:  # pragma: no cover - a concurrent prune between the two statements
-            raise ConflictError(f"run {run.run_id!r} could not be created; try again")
-        return Created(str(found[0]), False, str(found[1]))
+
+    def create_runs(self, runs: Sequence[NewRun]) -> Unit[list[Created]]:
+        """Create many runs in one statement (each as :meth:`create_run` would, with one
+        notification for all); the ones whose run id or keys exist name the existing run."""
+        # one transaction: a run id taken by another workflow's run undoes the whole batch
+        return Unit(functools.partial(self._create_runs, list(runs)), tx=True)
+
+    def _create_runs(self, runs: list[NewRun]) -> Plan[list[Created]]:
+        if not runs:
+            return []
+        rows = [
+            {
+                "i": i,
+                "run_id": run.run_id,
+                "workflow": run.workflow,
+                "wake_at": run.wake_at.isoformat(),
+                "last_seq": run.events[-1].seq if run.events else 0,
+                "idempotency_key": run.idempotency_key,
+                "deadline": run.deadline.isoformat() if run.deadline else None,
+                "timeout_seconds": run.timeout_seconds,
+                "timeout_unknown": run.timeout_unknown,
+                "queue": run.queue,
+                "priority": run.priority,
+                "concurrency_key": run.concurrency_key,
+                "dedup_key": run.dedup_key,
+                "events": events_data(run.events),
+                "notify": run.notify,
+            }
+            for i, run in enumerate(runs)
+        ]
+        params = {
+            "runs": json.dumps(rows, separators=(",", ":")),
+            "now": runs[0].now,
+            "channel": self._db.work_channel,
+        }
+        row = yield Query(self._q["create_runs"], params)
+        made = set(row[0]) if row is not None else set()
+        out: list[Created] = []
+        for run in runs:
+            if run.run_id in made:
+                out.append(Created(run.run_id, True, run.workflow))
+                made.discard(run.run_id)  # a second copy of the same id names the first
+                continue
+            found = yield self._existing(run)
+            if found is None:  # pragma: no cover - a concurrent prune between statements
+                raise ConflictError(f"run {run.run_id!r} could not be created; try again")
+            if str(found[0]) == run.run_id and str(found[1]) != run.workflow:
+                raise RunStateError(
+                    f"run {run.run_id!r} exists and is a run of workflow {found[1]!r}, not "
+                    f"{run.workflow!r}; choose another run_id (no run of this batch was "
+                    "started)",
+                    run_id=run.run_id,
+                )
+            out.append(Created(str(found[0]), False, str(found[1])))
+        return out
 
     # -- talking to runs -------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -175,6 +175,43 @@ class AsyncClient:
             )
             telemetry.record_start(span, name, created.run_id, created.created)
         return AsyncRunHandle(self, created.run_id, created=created.created)
+
+    async def start_many(
+        self,
+        workflow: Any,
+        args_list: Sequence[Sequence[Any]],
+        *,
+        run_ids: Sequence[str | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_keys: Sequence[str | None] | None = None,
+        conn: Any = None,
+    ) -> list[AsyncRunHandle]:
+        """See :meth:`durable.App.start_many`."""
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        with telemetry.start_span(name) as span:
+            created = await self._run(
+                lambda ops: ops.start_many(
+                    workflow,
+                    args_list,
+                    run_ids=run_ids,
+                    idempotency_keys=idempotency_keys,
+                    start_at=start_at,
+                    delay=delay,
+                    queue=queue,
+                    priority=priority,
+                    concurrency_key=concurrency_key,
+                    dedup_keys=dedup_keys,
+                ),
+                conn,
+            )
+            for made in created:
+                telemetry.record_start(span, name, made.run_id, made.created)
+        return [AsyncRunHandle(self, c.run_id, created=c.created) for c in created]
 
     def handle(self, run_id: str) -> AsyncRunHandle:
         """A handle on an existing run (no database access)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -140,6 +140,43 @@ class Client:
             )
             telemetry.record_start(span, name, created.run_id, created.created)
         return RunHandle(self, created.run_id, created=created.created)
+
+    def start_many(
+        self,
+        workflow: Any,
+        args_list: Sequence[Sequence[Any]],
+        *,
+        run_ids: Sequence[str | None] | None = None,
+        idempotency_keys: Sequence[str | None] | None = None,
+        start_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+        dedup_keys: Sequence[str | None] | None = None,
+        conn: Any = None,
+    ) -> list[RunHandle]:
+        """See :meth:`durable.App.start_many`."""
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        with telemetry.start_span(name) as span:
+            created = self._run(
+                self.ops.start_many(
+                    workflow,
+                    args_list,
+                    run_ids=run_ids,
+                    idempotency_keys=idempotency_keys,
+                    start_at=start_at,
+                    delay=delay,
+                    queue=queue,
+                    priority=priority,
+                    concurrency_key=concurrency_key,
+                    dedup_keys=dedup_keys,
+                ),
+                conn,
+            )
+            for made in created:
+                telemetry.record_start(span, name, made.run_id, made.created)
+        return [RunHandle(self, c.run_id, created=c.created) for c in created]
 
     def handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (no database access)."""

@@ -149,6 +149,39 @@ class RunCreator:
             queue=queue if queue is not None else (wf.queue if wf is not None else None),
         )
 
+    def start_many(
+        self,
+        wf: WorkflowDef,
+        encoded: list[list[Any]],
+        *,
+        run_ids: Sequence[str | None],
+        idempotency_keys: Sequence[str | None],
+        dedup_keys: Sequence[str | None],
+        begin: datetime,
+        now: datetime,
+        queue: str | None = None,
+        priority: int = 0,
+        concurrency_key: str | None = None,
+    ) -> Unit[list[Created]]:
+        """Many runs of one workflow in one statement (see :meth:`start`)."""
+        runs = [
+            self._new_run(
+                run_ids[i] or str(uuid.uuid4()),
+                wf.name,
+                [_started(wf.name, args, now)],
+                now=now,
+                begin=begin,
+                timeout=wf.timeout,
+                idempotency_key=idempotency_keys[i],
+                queue=queue if queue is not None else wf.queue,
+                priority=priority,
+                concurrency_key=concurrency_key,
+                dedup_key=dedup_keys[i],
+            )
+            for i, args in enumerate(encoded)
+        ]
+        return self._runs.create_runs(runs)
+
     def _create(
         self, run_id: str, workflow: str, events: list[NewEvent], **options: Any
     ) -> Unit[Created]:

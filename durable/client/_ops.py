@@ -11,7 +11,7 @@ cannot drift apart: the checks, the messages and the meaning of every result liv
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -85,18 +85,10 @@ class Ops:
         wf = self._registry.workflow_def(workflow)
         wf.check_args(args)
         _check_queue_options(queue, priority, concurrency_key, dedup_key)
-        if start_at is not None and delay is not None:
-            raise ValueError("pass start_at or delay, not both")
-        if start_at is not None and (
-            not isinstance(start_at, datetime) or start_at.utcoffset() is None
-        ):
-            raise ValueError("start_at must be an aware datetime (with a timezone)")
-        delay_s = seconds(delay, "delay")
+        begin_of = _begin(start_at, delay)
         encoded = self._codec.encode_args(args)
         now = utcnow()
-        begin = start_at.astimezone(UTC) if start_at is not None else now
-        if delay_s:
-            begin = now + timedelta(seconds=delay_s)
+        begin = begin_of(now)
         created: Created = yield self._creator.start(
             wf,
             encoded,
@@ -115,6 +107,70 @@ class Ops:
                 f"not {wf.name!r}; choose another run_id",
                 run_id=created.run_id,
             )
+        return created
+
+    def start_many(
+        self,
+        workflow: Any,
+        args_list: Sequence[Sequence[Any]],
+        *,
+        run_ids: Sequence[str | None] | None,
+        idempotency_keys: Sequence[str | None] | None,
+        start_at: datetime | None,
+        delay: float | timedelta | None,
+        queue: str | None,
+        priority: int,
+        concurrency_key: str | None,
+        dedup_keys: Sequence[str | None] | None,
+    ) -> Op[list[Created]]:
+        """See :meth:`durable.App.start_many`."""
+        wf = self._registry.workflow_def(workflow)
+        if isinstance(args_list, str | bytes) or not isinstance(args_list, Sequence):
+            raise TypeError(
+                "start_many takes a list of argument tuples, one per run, e.g. [(1,), (2,)]"
+            )
+        count = len(args_list)
+        lists: dict[str, Sequence[str | None]] = {}
+        for name, given in (
+            ("run_ids", run_ids),
+            ("idempotency_keys", idempotency_keys),
+            ("dedup_keys", dedup_keys),
+        ):
+            if given is None:
+                lists[name] = [None] * count
+                continue
+            if isinstance(given, str) or len(given) != count:
+                raise ValueError(
+                    f"{name} must be a list with one entry per run ({count}), not {given!r}"
+                )
+            lists[name] = list(given)
+        encoded = []
+        for i, args in enumerate(args_list):
+            if isinstance(args, str | bytes) or not isinstance(args, Sequence):
+                raise TypeError(
+                    f"start_many: the arguments of run {i} must be a tuple or list, not "
+                    f"{args!r}; a run with one argument is ({args!r},)"
+                )
+            wf.check_args(tuple(args))
+            _check_queue_options(queue, priority, concurrency_key, lists["dedup_keys"][i])
+            encoded.append(self._codec.encode_args(tuple(args)))  # all checked before any write
+        begin_of = _begin(start_at, delay)
+        now = utcnow()
+        begin = begin_of(now)
+        if not encoded:
+            return []
+        created: list[Created] = yield self._creator.start_many(
+            wf,
+            encoded,
+            run_ids=lists["run_ids"],
+            idempotency_keys=lists["idempotency_keys"],
+            dedup_keys=lists["dedup_keys"],
+            begin=begin,
+            now=now,
+            queue=queue,
+            priority=priority,
+            concurrency_key=concurrency_key,
+        )
         return created
 
     # -- talking to runs ---------------------------------------------------------------------
@@ -532,3 +588,24 @@ def _bucket_of(when: datetime, granularity: str) -> datetime:
     if granularity == "hour":
         return when.replace(minute=0, second=0, microsecond=0)
     return when.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _begin(
+    start_at: datetime | None, delay: float | timedelta | None
+) -> Callable[[datetime], datetime]:
+    """When a run may start, given ``now``: ``start_at``, ``now + delay``, or now. The
+    options are checked here, before anything else happens."""
+    if start_at is not None and delay is not None:
+        raise ValueError("pass start_at or delay, not both")
+    if start_at is not None and (
+        not isinstance(start_at, datetime) or start_at.utcoffset() is None
+    ):
+        raise ValueError("start_at must be an aware datetime (with a timezone)")
+    delay_s = seconds(delay, "delay")
+
+    def begin(now: datetime) -> datetime:
+        if delay_s:
+            return now + timedelta(seconds=delay_s)
+        return start_at.astimezone(UTC) if start_at is not None else now
+
+    return begin

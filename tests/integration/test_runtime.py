@@ -471,3 +471,43 @@ def test_sticky_cache_wakes_without_replaying(
     with worker(app, cache_size=cache_size, concurrency=1):
         run.result(timeout=30)
     assert top_runs["n"] == expected_top_runs
+
+
+def test_start_many_creates_every_run_in_one_statement(app: durable.App, worker: Any) -> None:
+    @app.step()
+    def double(x: int) -> int:
+        return 2 * x
+
+    @app.workflow(name="doubler")
+    def doubler(ctx: durable.Context, x: int) -> Any:
+        return (yield double(x))
+
+    @app.workflow(name="other_wf")
+    def other_wf(ctx: durable.Context) -> Any:
+        return None
+        yield
+
+    handles = app.start_many(doubler, [(i,) for i in range(200)])
+    assert len({h.run_id for h in handles}) == 200
+    # idempotency: keys that exist name the existing runs, in order; new ones are created
+    keyed = app.start_many(doubler, [(1,), (2,)], idempotency_keys=["k1", "k2"])
+    again = app.start_many(doubler, [(1,), (3,)], idempotency_keys=["k1", "k3"])
+    assert again[0].run_id == keyed[0].run_id and again[1].run_id != keyed[1].run_id
+    with worker(app, concurrency=8):
+        assert [h.result(timeout=60) for h in handles[:5]] == [0, 2, 4, 6, 8]
+        assert sum(h.result(timeout=60) for h in handles) == 2 * sum(range(200))
+    # bad input: one line, and nothing written
+    total = app.list_runs().total
+    with pytest.raises(TypeError, match="wrong arguments for workflow 'doubler'"):
+        app.start_many(doubler, [(1,), (1, 2)])
+    with pytest.raises(TypeError, match="tuple or list"):
+        app.start_many(doubler, [5])
+    with pytest.raises(ValueError, match="one entry per run"):
+        app.start_many(doubler, [(1,)], run_ids=["a", "b"])
+    with pytest.raises(durable.SerializationError):
+        app.start_many(doubler, [(1,), (float("nan"),)])
+    taken = app.start(other_wf, run_id="taken")
+    with pytest.raises(durable.RunStateError, match="no run of this batch was started"):
+        app.start_many(doubler, [(1,), (2,)], run_ids=["fresh-1", taken.run_id])
+    assert app.list_runs().total == total + 1  # only "taken"
+    assert app.start_many(doubler, []) == []
