@@ -36,6 +36,7 @@ ACROSS_RUNS = {
     "count_runs": "the listing's total",
     "stats": "counts by workflow and status",
     "timeseries": "the dashboard's hourly counts",
+    "create_runs": "start_many: one INSERT of many runs, each row placed by its own run_id",
     "find_run_ids": "resolving a run id prefix typed by a person",
     "prune_batch": "retention: ended runs before a cutoff, in batches",
     "queues_info": "the queue listing's pending and running counts",
