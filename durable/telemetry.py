@@ -20,6 +20,7 @@ is imported; nothing reads the environment at import time.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -226,7 +227,7 @@ def step_span(
         "durable.step": step,
         "durable.attempt": attempt,
     }
-    parent = _propagate.extract(trace) if isinstance(trace, dict) else None
+    parent = _parent(trace, run_id)
     with _tracer().start_as_current_span(
         f"step {step}",
         context=parent,
@@ -236,6 +237,21 @@ def step_span(
         set_status_on_exception=True,
     ) as span:
         yield StepSpan(span, attrs)
+
+
+def _parent(trace: Any, run_id: str) -> Any:
+    """The context a run's spans hang from: the starter's stored trace context, or, for a
+    run started with none (a schedule's tick, SQL's ``start_run``), one derived from the
+    run id, so that its spans still share one trace whichever worker makes them."""
+    if isinstance(trace, dict):
+        return _propagate.extract(trace)
+    digest = hashlib.blake2b(run_id.encode(), digest_size=24).digest()
+    trace_id = int.from_bytes(digest[:16], "big") or 1
+    span_id = int.from_bytes(digest[16:], "big") or 1
+    root = _trace.SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=_trace.TraceFlags(_trace.TraceFlags.SAMPLED)
+    )
+    return _trace.set_span_in_context(_trace.NonRecordingSpan(root))
 
 
 def record_run_end(
@@ -249,7 +265,7 @@ def record_run_end(
     """``run {workflow}`` from the run's start to now, when its end is recorded."""
     if not ENABLED:
         return
-    parent = _propagate.extract(trace) if isinstance(trace, dict) else None
+    parent = _parent(trace, run_id)
     span = _tracer().start_span(
         f"run {workflow}",
         context=parent,

@@ -200,3 +200,29 @@ def test_one_trace_across_a_worker_killed_mid_run(dsn: str, tmp_path: Path) -> N
     assert len(by_name["run crashy"]) == 1
     trace_id = f"0x{outer.get_span_context().trace_id:032x}"
     assert {s["context"]["trace_id"] for group in by_name.values() for s in group} == {trace_id}
+
+
+def test_a_run_started_without_a_trace_still_is_one_trace(
+    app: durable.App, worker: Any, dsn: str
+) -> None:
+    import psycopg
+
+    @app.step("tick_step")
+    def tick_step(i: int) -> int:
+        return i
+
+    @app.workflow(name="untraced")
+    def untraced(ctx: durable.Context) -> Any:
+        a = yield tick_step(1)
+        return a + (yield tick_step(2))
+
+    _ = app.store  # the schema exists
+    with psycopg.connect(dsn, autocommit=True) as conn:  # SQL's start_run stores no trace
+        row = conn.execute("SELECT durable.start_run('untraced')").fetchone()
+    assert row is not None
+    run = app.handle(row[0])
+    with worker(app):
+        assert run.result(timeout=30) == 3
+    mine = spans_of(run.run_id)
+    assert sorted(s.name for s in mine) == ["run untraced", "step tick_step", "step tick_step"]
+    assert len({s.context.trace_id for s in mine}) == 1  # derived from the run id
