@@ -20,16 +20,23 @@ _MISSING = (
 )
 
 
-def asgi(app: App, *, read_only: bool = False, token: str | None = None) -> Any:
+def asgi(
+    app: App,
+    *,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+) -> Any:
     """The dashboard of ``app`` as an ASGI application (mount it in FastAPI or
     Starlette). ``token`` (else ``$DURABLE_DASHBOARD_TOKEN``): every request needs it;
-    ``read_only``: every action answers 403."""
+    ``read_only``: every action answers 403. Without a token it answers only to
+    loopback host names and ``allowed_hosts`` (against DNS rebinding)."""
     try:
         from ._server import build
     except ImportError as exc:  # pragma: no cover - the extra is in dev
         raise ImportError(f"{_MISSING} ({exc})") from exc
     token = token if token is not None else os.environ.get("DURABLE_DASHBOARD_TOKEN") or None
-    return build(app, read_only=read_only, token=token)
+    return build(app, read_only=read_only, token=token, allowed_hosts=allowed_hosts)
 
 
 def serve(

@@ -39,13 +39,24 @@ from .._app import App
 from .._clock import utcnow
 from ..replay.errors import DurableError
 from ..replay.vocabulary import RunStatus
-from ..store import RunNotActive, RunNotFound, RunStateError, ScheduleNotFound
+from ..store import (
+    ConflictError,
+    DatabaseUnavailable,
+    RunNotActive,
+    RunNotFound,
+    RunStateError,
+    ScheduleNotFound,
+    StoreError,
+)
 from ._security import (
     CSRF_FIELD,
     SESSION_COOKIE,
     Guard,
+    base_of,
     csrf_token,
     guard_middleware,
+    is_api,
+    path_of,
 )
 from ._timeline import timeline
 
@@ -56,6 +67,27 @@ PAGE_SIZE = 50
 LIVE_POLL = 1.5
 STATUSES = [str(s) for s in RunStatus]
 ACTIONS = ("pause", "resume", "cancel", "retry", "rerun")
+FILTERS = ("workflow", "status", "search")
+#: characters of a payload shown on a page (the JSON API has all of it)
+PAGE_PAYLOAD = 20_000
+
+
+def strict_filter(given: Any) -> dict[str, str]:
+    """A bulk action's filter from a JSON body: known keys with string values only (a
+    typo must not widen the filter to every run)."""
+    if not isinstance(given, dict):
+        raise ValueError('"filter" must be an object such as {"status": "failed"}')
+    unknown = sorted(set(given) - set(FILTERS))
+    if unknown:
+        raise ValueError(f"unknown filter key(s) {unknown}; use {', '.join(FILTERS)}")
+    for key, value in given.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"filter {key!r} must be a non-empty string, not {value!r}")
+    if "status" in given and given["status"] not in STATUSES:
+        raise ValueError(f"unknown status {given['status']!r}; one of {', '.join(STATUSES)}")
+    return {k: v.strip() for k, v in given.items()}
+
+
 LONG_PAYLOAD = 400  # characters after which a payload is folded
 
 
@@ -65,9 +97,13 @@ def _here() -> Any:
 
 def _pretty(value: Any) -> str:
     try:
-        return json.dumps(value, indent=2, sort_keys=True, default=repr, ensure_ascii=False)
+        text = json.dumps(value, indent=2, sort_keys=True, default=repr, ensure_ascii=False)
     except (TypeError, ValueError):
-        return repr(value)
+        text = repr(value)
+    if len(text) > PAGE_PAYLOAD:
+        cut = len(text) - PAGE_PAYLOAD
+        return f"{text[:PAGE_PAYLOAD]}\n… {cut:,} more characters (the JSON API has all of it)"
+    return text
 
 
 def _ago(when: Any) -> str:
@@ -162,6 +198,7 @@ class Jobs:
                     if len(page.runs) < 500:
                         break
                     offset += len(page.runs)
+            run_ids = list(dict.fromkeys(run_ids))  # pages can overlap while runs start
             job.total = len(run_ids)
             job.state = "running"
             for run_id in run_ids:
@@ -172,6 +209,8 @@ class Jobs:
                     job.failed += 1
                     if len(job.errors) < 20:
                         job.errors.append(f"{run_id}: {exc}")
+        except Exception as exc:  # the database went away, or the filter was refused
+            job.errors.append(f"the job stopped: {_one_line(exc)}")
         finally:
             job.state = "finished"
 
@@ -183,15 +222,26 @@ def _act(app: App, action: str, run_id: str, body: dict[str, Any]) -> Any:
     elif action == "resume":
         app.resume(run_id)
     elif action == "cancel":
-        app.cancel(run_id, body.get("reason") or "cancelled from the dashboard")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValueError('"reason" must be a string')
+        app.cancel(run_id, reason or "cancelled from the dashboard")
     elif action == "retry":
         return app.retry(run_id).run_id
     elif action == "rerun":
         return app.rerun(run_id).run_id
     elif action == "fork":
-        return app.fork(run_id, int(body["at_seq"])).run_id
+        at_seq = body.get("at_seq")
+        if isinstance(at_seq, str) and at_seq.isdigit():
+            at_seq = int(at_seq)  # from a form
+        if isinstance(at_seq, bool) or not isinstance(at_seq, int):
+            raise ValueError(f'"at_seq" must be an event\'s seq (an integer), not {at_seq!r}')
+        return app.fork(run_id, at_seq).run_id
     elif action == "signal":
-        app.signal(run_id, str(body["name"]), body.get("payload"))
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError('"name" must be the signal\'s name (a non-empty string)')
+        app.signal(run_id, name, body.get("payload"))
     else:
         raise _errors.InvalidArgument(f"unknown action {action!r}")
     return None
@@ -200,10 +250,16 @@ def _act(app: App, action: str, run_id: str, body: dict[str, Any]) -> Any:
 def _error_status(exc: BaseException) -> int:
     if isinstance(exc, RunNotFound | ScheduleNotFound):
         return 404
+    if isinstance(exc, DatabaseUnavailable):
+        return 503
     if isinstance(exc, RunNotActive | RunStateError):
         return 409
     if isinstance(exc, _errors.InvalidArgument | ValueError | KeyError | TypeError):
         return 400
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, StoreError):
+        return 503
     if isinstance(exc, DurableError):
         return 409
     return 500
@@ -219,9 +275,15 @@ def _one_line(exc: BaseException) -> str:
 # -- the application -------------------------------------------------------------------------
 
 
-def build(app: App, *, read_only: bool = False, token: str | None = None) -> Starlette:
+def build(
+    app: App,
+    *,
+    read_only: bool = False,
+    token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+) -> Starlette:
     """The dashboard of ``app`` as an ASGI application (see :func:`durable.dashboard.asgi`)."""
-    guard = Guard(token, read_only)
+    guard = Guard(token, read_only, allowed_hosts)
     jobs = Jobs(app)
     templates = Environment(
         loader=FileSystemLoader(str(_here() / "templates")),
@@ -238,9 +300,10 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
             csrf_field=CSRF_FIELD,
             read_only=guard.read_only,
             auth=guard.token is not None,
-            path=request.url.path,
+            base=base_of(request),
+            path=path_of(request),
             notice=request.query_params.get("notice"),
-            failure=request.query_params.get("error"),
+            failure=request.scope.get("durable_problem") or request.query_params.get("error"),
             long_payload=LONG_PAYLOAD,
             **context,
         )
@@ -251,7 +314,7 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
 
     def filters_of(source: Any) -> dict[str, Any]:
         out = {}
-        for key in ("workflow", "status", "search"):
+        for key in FILTERS:
             value = source.get(key)
             if isinstance(value, str) and value.strip():
                 out[key] = value.strip()
@@ -278,10 +341,16 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
     async def runs_page(request: Request) -> Response:
         filters = filters_of(request.query_params)
         try:
-            offset = max(int(request.query_params.get("offset", 0)), 0)
+            offset = min(max(int(request.query_params.get("offset", 0)), 0), 10**9)
         except ValueError:
             offset = 0
+        problem = None
+        if filters.get("status") not in (None, *STATUSES):
+            problem = f"unknown status {filters['status']!r}; choose one of the list"
+            filters.pop("status")
         result = await call(app.list_runs, **filters, limit=PAGE_SIZE, offset=offset)
+        if problem:
+            request.scope.setdefault("durable_problem", problem)
         return page(
             request,
             "runs.html",
@@ -299,6 +368,8 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
     async def run_page(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         try:
+            if "\x00" in run_id:
+                raise RunNotFound(run_id.replace("\x00", "\\0"))
             run = await call(app.get_run, run_id)
         except RunNotFound:
             missing = page(request, "missing.html", title="Not found", what=f"run {run_id}")
@@ -306,9 +377,11 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
             return missing
         events = await call(app.history, run_id)
         children = [
-            e.data.get("child_run_id")
+            str(e.data["child_run_id"])
             for e in events
-            if e.type == "child_started" and isinstance(e.data, dict)
+            if e.type == "child_started"
+            and isinstance(e.data, dict)
+            and e.data.get("child_run_id") is not None
         ]
         line = timeline(events, run.finished_at)
         return page(
@@ -335,7 +408,9 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
     async def job_page(request: Request) -> Response:
         job = jobs.get(request.path_params["job_id"])
         if job is None:
-            return page(request, "missing.html", title="Not found", what="job")
+            gone = page(request, "missing.html", title="Not found", what="such bulk job")
+            gone.status_code = 404
+            return gone
         return page(request, "job.html", title=f"Bulk {job.action}", job=job)
 
     async def login_page(request: Request) -> Response:
@@ -344,14 +419,21 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
             given = form.get("token")
             session = guard.login(given if isinstance(given, str) else "")
             target = str(form.get("next") or "/")
-            if not target.startswith("/") or target.startswith("//"):
+            if not target.startswith("/") or target.startswith(("//", "/\\")):
                 target = "/"
             if session is None:
                 response = page(request, "login.html", title="Log in", wrong=True, next=target)
                 response.status_code = 401
                 return response
-            redirect = RedirectResponse(target, status_code=303)
-            redirect.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict")
+            redirect = RedirectResponse(base_of(request) + target, status_code=303)
+            redirect.set_cookie(
+                SESSION_COOKIE,
+                session,
+                httponly=True,
+                samesite="strict",
+                path=base_of(request) or "/",
+                secure=request.url.scheme == "https",
+            )
             return redirect
         return page(
             request,
@@ -364,8 +446,10 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
     # -- actions from pages (forms) ---------------------------------------------------------
 
     def back(request: Request, target: str, **message: str) -> Response:
+        """Back to a page of the dashboard (``target`` below its mount point)."""
         query = "&".join(f"{k}={_quote(v)}" for k, v in message.items())
         sep = "&" if "?" in target else "?"
+        target = base_of(request) + target
         return RedirectResponse(f"{target}{sep}{query}" if query else target, status_code=303)
 
     async def run_action_form(request: Request) -> Response:
@@ -397,13 +481,18 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
         if action not in ACTIONS:
             return back(request, "/runs", error=f"choose an action ({', '.join(ACTIONS)})")
         if form.get("scope") == "filter":
-            job = jobs.start(action, None, filters_of(form))
+            chosen = filters_of(form)
+            try:
+                await call(app.list_runs, **chosen, limit=1)
+            except Exception as exc:
+                return back(request, "/runs", error=_one_line(exc))
+            job = jobs.start(action, None, chosen)
         else:
             ids = [str(v) for v in form.getlist("run_id")]
             if not ids:
                 return back(request, "/runs", error="select runs first")
             job = jobs.start(action, ids, None)
-        return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+        return RedirectResponse(f"{base_of(request)}/jobs/{job.id}", status_code=303)
 
     async def schedule_form(request: Request) -> Response:
         name = request.path_params["name"]
@@ -435,6 +524,8 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
         try:
             limit = int(q.get("limit", PAGE_SIZE))
             offset = int(q.get("offset", 0))
+            if not 0 <= limit <= 1000:
+                raise ValueError("limit must be between 0 and 1000")
             result = await call(app.list_runs, **filters_of(q), limit=limit, offset=offset)
         except Exception as exc:
             return api_error(exc)
@@ -442,7 +533,10 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
 
     async def api_run(request: Request) -> Response:
         try:
-            return as_json(await call(app.get_run, request.path_params["run_id"]))
+            run_id = request.path_params["run_id"]
+            if "\x00" in run_id:
+                raise RunNotFound(run_id.replace("\x00", "\\0"))
+            return as_json(await call(app.get_run, run_id))
         except Exception as exc:
             return api_error(exc)
 
@@ -496,8 +590,10 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
                 if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                     raise ValueError("run_ids must be a list of run ids")
                 job = jobs.start(action, ids, None)
-            elif "filter" in body and isinstance(body["filter"], dict):
-                job = jobs.start(action, None, filters_of(body["filter"]))
+            elif "filter" in body:
+                chosen = strict_filter(body["filter"])
+                await call(app.list_runs, **chosen, limit=1)  # a bad filter: 400 now
+                job = jobs.start(action, None, chosen)
             else:
                 raise ValueError('give {"run_ids": [...]} or {"filter": {...}}')
         except Exception as exc:
@@ -544,7 +640,7 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
         Route("/workers", workers_page),
         Route("/queues", queues_page),
         Route("/schedules", schedules_page),
-        Route("/schedules/{name}/do/{action}", schedule_form, methods=["POST"]),
+        Route("/schedules/{name:path}/do/{action}", schedule_form, methods=["POST"]),
         Route("/jobs/{job_id}", job_page),
         Route("/login", login_page, methods=["GET", "POST"]),
         Route("/events", events),
@@ -560,9 +656,24 @@ def build(app: App, *, read_only: bool = False, token: str | None = None) -> Sta
         Route("/api/jobs/{job_id}", api_job),
         Mount("/static", StaticFiles(directory=str(_here() / "static")), name="static"),
     ]
+
+    async def failed(request: Request, exc: Exception) -> Response:
+        """An error no route expected (the database away, most often): one line."""
+        status = _error_status(exc)
+        message = _one_line(exc)
+        if is_api(request):
+            return JSONResponse({"error": message}, status_code=status)
+        return Response(f"{message}\n", status_code=status, media_type="text/plain")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        if is_api(request):
+            return JSONResponse({"error": f"no such endpoint {path_of(request)}"}, 404)
+        return Response("not found\n", status_code=404, media_type="text/plain")
+
     return Starlette(
         routes=routes,
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard_middleware(guard))],
+        exception_handlers={DurableError: failed, Exception: failed, 404: not_found},
     )
 
 

@@ -4,7 +4,7 @@ event records to its end), timers, waits and children, laid out on one time axis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .._clock import utcnow
@@ -46,12 +46,14 @@ class Timeline:
 
 
 def _time(value: Any) -> datetime | None:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
+    """A timestamp from an event's data (one without a zone is taken as UTC)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def timeline(events: list[Event], finished_at: datetime | None) -> Timeline | None:

@@ -173,7 +173,11 @@ def test_bulk_by_filter_acts_on_exactly_the_matching_runs(
 
         job = wait_for(finished, what="the bulk job")
         assert job["total"] == 5 and job["done"] == 5 and job["failed"] == 0
-    assert {app.get_run(h.run_id).status for h in [shop["waiting"], *more]} == {"cancelled"}
+    # a run a worker holds takes its cancel from its inbox: it ends a moment later
+    wait_for(
+        lambda: {app.get_run(h.run_id).status for h in [shop["waiting"], *more]} == {"cancelled"},
+        what="every matching run cancelled",
+    )
     assert app.get_run(keep.run_id).status == "waiting"
 
 
@@ -189,3 +193,112 @@ def test_timeseries_counts_runs_per_hour(app: durable.App, shop: dict[str, Any])
     assert len(day) == 4 and sum(b.started for b in day) == 1
     with pytest.raises(durable.InvalidArgument, match="granularity"):
         app.timeseries("week")
+
+
+def test_another_site_cannot_reach_it_by_dns_rebinding_or_from_another_port(
+    app: durable.App, shop: dict[str, Any]
+) -> None:
+    run_id = shop["waiting"].run_id
+    with client(app) as http:
+        # a page of attacker.test whose name resolves to 127.0.0.1: its Host gives it away
+        rebound = http.get("/api/runs", headers={"Host": "attacker.test:8000"})
+        assert rebound.status_code == 403
+        http.get("/runs")
+        csrf = http.cookies["durable_csrf"]  # a page on another port can read this cookie
+        other_port = http.post(
+            f"/runs/{run_id}/do/cancel",
+            data={"csrf": csrf},
+            headers={"Origin": "http://127.0.0.1:8199", "Sec-Fetch-Site": "same-site"},
+            follow_redirects=False,
+        )
+        assert other_port.status_code == 403
+    assert app.get_run(run_id).status == "waiting"
+    # with a token, the Host is not what protects it
+    with client(app, token="t") as http:
+        named = http.get(
+            "/api/runs", headers={"Host": "durable.example.com", "Authorization": "Bearer t"}
+        )
+        assert named.status_code == 200
+
+
+def test_it_works_mounted_under_a_prefix(app: durable.App, shop: dict[str, Any]) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    outer = Starlette(routes=[Mount("/durable", app=asgi(app, token="t"))])
+    with TestClient(outer, base_url="http://127.0.0.1:8000") as http:
+        page = http.get("/durable/runs", follow_redirects=False)
+        assert page.status_code == 303
+        assert page.headers["location"].startswith("/durable/login?next=")
+        assert http.get("/durable/api/runs").status_code == 401
+        login = http.get("/durable/login")
+        assert 'action="/durable/login"' in login.text and "/durable/static/style.css" in login.text
+        csrf = http.cookies["durable_csrf"]
+        done = http.post(
+            "/durable/login",
+            data={"token": "t", "csrf": csrf, "next": "/runs"},
+            follow_redirects=False,
+        )
+        assert done.headers["location"] == "/durable/runs"
+        runs = http.get("/durable/runs")
+        assert (
+            runs.status_code == 200
+            and f'href="/durable/runs/{shop["waiting"].run_id}"' in runs.text
+        )
+
+
+def test_bad_requests_get_one_line_and_change_nothing(
+    app: durable.App, shop: dict[str, Any]
+) -> None:
+    run_id = shop["waiting"].run_id
+    with client(app) as http:
+        for body in (
+            {"filter": {"stauts": "failed"}},
+            {"filter": {"status": ["failed"]}},
+            {"filter": {"status": "bogus"}},
+            {"filter": "failed"},
+            {},
+        ):
+            refused = http.post("/api/runs/bulk/cancel", json=body)
+            assert refused.status_code == 400, (body, refused.text)
+            assert "\n" not in refused.json()["error"]
+        for body in ({"name": ""}, {"name": {"a": 1}}):
+            assert http.post(f"/api/runs/{run_id}/signal", json=body).status_code == 400
+        for at_seq in (True, 1.7, "x"):
+            forked = http.post(f"/api/runs/{run_id}/fork", json={"at_seq": at_seq})
+            assert forked.status_code == 400
+        assert http.get("/runs?status=bogus").status_code == 200  # the page says why
+        assert "unknown status" in http.get("/runs?status=bogus").text
+        assert http.get("/runs?offset=99999999999999999999").status_code == 200
+        assert http.get("/api/runs/a%00b").status_code == 404
+        assert http.get("/jobs/nope").status_code == 404
+        assert http.get("/api/nope").json()["error"].startswith("no such endpoint")
+    assert app.get_run(run_id).status == "waiting"
+    assert app.list_runs().total == 1
+
+
+def test_a_schedule_whose_name_has_a_slash_can_be_paused(
+    app: durable.App, shop: dict[str, Any]
+) -> None:
+    from durable.store import ScheduleStore  # noqa: F401  (the name is what matters)
+
+    app.schedule("reports/daily", "other", cron="0 6 * * *")
+    with client(app) as http:
+        with app.worker(concurrency=1, poll_interval=0.2):
+            wait_for(lambda: app.list_schedules(), what="the schedule written")
+        http.get("/schedules")
+        csrf = http.cookies["durable_csrf"]
+        done = http.post(
+            "/schedules/reports/daily/do/pause", data={"csrf": csrf}, follow_redirects=False
+        )
+        assert done.status_code == 303 and "error" not in done.headers["location"]
+    assert app.list_schedules()[0].paused
+
+
+def test_the_database_away_is_a_503_with_one_line(dsn: str) -> None:
+    gone = durable.App("postgresql://nobody@127.0.0.1:9/none")
+    with client(gone) as http:
+        answer = http.get("/api/runs")
+        assert answer.status_code == 503 and "\n" not in answer.json()["error"]
+        page = http.get("/runs")
+        assert page.status_code == 503 and "Traceback" not in page.text

@@ -181,5 +181,8 @@ def test_bulk_cancel_by_filter_cancels_exactly_the_matching_runs(
     page.click("button[value=filter]")
     expect(page.locator("#job")).to_contain_text("finished", timeout=20_000)
     expect(page.locator("#job")).to_contain_text("2 done")
-    assert {app.get_run(h.run_id).status for h in shop["letters"]} == {"cancelled"}
+    wait_for(
+        lambda: {app.get_run(h.run_id).status for h in shop["letters"]} == {"cancelled"},
+        what="both newsletters cancelled",
+    )
     assert {app.get_run(h.run_id).status for h in shop["orders"]} == {"waiting"}

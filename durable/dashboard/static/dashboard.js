@@ -34,7 +34,8 @@
   }
 
   if (document.querySelector("[data-live]") && window.EventSource) {
-    const source = new EventSource("/events");
+    const meta = document.querySelector("meta[name=durable-base]");
+    const source = new EventSource((meta ? meta.content : "") + "/events");
     source.addEventListener("refresh", function () {
       if (dot) dot.classList.add("on");
       if (!document.hidden) refresh();
