@@ -302,3 +302,37 @@ def test_the_database_away_is_a_503_with_one_line(dsn: str) -> None:
         assert answer.status_code == 503 and "\n" not in answer.json()["error"]
         page = http.get("/runs")
         assert page.status_code == 503 and "Traceback" not in page.text
+
+
+def test_the_command_serves_it_on_loopback(dsn: str, tmp_path: Any) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DURABLE_HOME": str(tmp_path / "home")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "durable", "dashboard", "--dsn", dsn, "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/stats", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(answers, what="the dashboard answering")
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    assert f"pgdurable dashboard on http://127.0.0.1:{port}/" in err
