@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -164,11 +163,9 @@ def test_a_live_update_arrives_without_a_reload(
     page.goto(f"{server}/runs/{handle.run_id}")
     expect(page.locator("#run-summary .status")).to_have_text("waiting")
     page.evaluate("window.__same_page = true")
-    started = time.monotonic()
     app.signal(handle.run_id, "approve", True)
     expect(page.locator("#run-summary .status")).to_have_text("completed", timeout=10_000)
     assert page.evaluate("window.__same_page") is True  # no reload happened
-    assert time.monotonic() - started < 10
 
 
 def test_bulk_cancel_by_filter_cancels_exactly_the_matching_runs(
