@@ -120,7 +120,7 @@ def main() -> int:
             ("JSON /api/runs/{id}/events", f"/api/runs/{one}/events", 200),
         ]
         print(f"{'request':<32} {'median ms':>10} {'p95 ms':>8} {'target':>8}  ok")
-        with TestClient(asgi(app)) as http:
+        with TestClient(asgi(app), base_url="http://127.0.0.1:8000") as http:
             for label, path, target in cases:
                 times = timed(http, path, args.repeat)
                 med = median(times)

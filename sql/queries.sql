@@ -353,18 +353,24 @@ FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(search)s::text IS NULL
-       OR run_id ILIKE %(search)s OR idempotency_key ILIKE %(search)s
-       OR workflow ILIKE %(search)s)
+       OR r.run_id ILIKE %(search)s OR r.idempotency_key ILIKE %(search)s
+       OR r.workflow ILIKE %(search)s OR r.custom_status::text ILIKE %(search)s
+       OR EXISTS (SELECT 1 FROM events AS a
+                  WHERE a.run_id = r.run_id AND a.seq = r.history_start
+                    AND (a.data -> 'args')::text ILIKE %(search)s))
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: count_runs
-SELECT count(*) FROM runs
+SELECT count(*) FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(search)s::text IS NULL
-       OR run_id ILIKE %(search)s OR idempotency_key ILIKE %(search)s
-       OR workflow ILIKE %(search)s)
+       OR r.run_id ILIKE %(search)s OR r.idempotency_key ILIKE %(search)s
+       OR r.workflow ILIKE %(search)s OR r.custom_status::text ILIKE %(search)s
+       OR EXISTS (SELECT 1 FROM events AS a
+                  WHERE a.run_id = r.run_id AND a.seq = r.history_start
+                    AND (a.data -> 'args')::text ILIKE %(search)s))
 
 -- name: timeseries
 -- Runs started (created), completed and failed per bucket of [since, until), and the

@@ -146,6 +146,29 @@ def test_list_runs_filters_searches_pages_and_orders_newest_first(
     }
 
 
+def test_search_finds_arguments_and_custom_status(app: durable.App, worker: Any) -> None:
+    @app.workflow(name="ship")
+    def ship(ctx: durable.Context, customer: str, items: list[str]) -> Any:
+        ctx.set_status({"stage": "Packing", "carrier": "Bluebird"})
+        yield ctx.wait_signal("go")
+
+    alice = app.start(ship, "alice@example.com", ["teapot"]).run_id
+    bob = app.start(ship, "bob@example.com", ["kettle"]).run_id
+    with worker(app):
+        for rid in (alice, bob):
+            wait_status(app, rid, "waiting")
+
+    def found(text: str) -> list[str]:
+        page = app.list_runs(search=text)
+        assert page.total == len(page.runs)
+        return sorted(r.run_id for r in page.runs)
+
+    assert found("ALICE@") == [alice]  # an argument, case-insensitively
+    assert found("kettle") == [bob]  # inside a list argument
+    assert found("bluebird") == sorted([alice, bob])  # the custom status
+    assert found("nobody") == []
+
+
 def test_stats_of_an_empty_database(app: durable.App) -> None:
     assert app.stats() == {"total": 0, "by_status": {}, "by_workflow": {}}
     page = app.list_runs()
