@@ -379,8 +379,8 @@ WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
 WITH buckets AS (
     SELECT b AS start
     FROM generate_series(%(since)s::timestamptz,
-                         %(until)s::timestamptz - %(step)s::interval,
-                         %(step)s::interval) AS b
+                         %(until)s::timestamptz - ('1 ' || %(unit)s)::interval,
+                         ('1 ' || %(unit)s)::interval) AS b
 ), started AS (
     SELECT date_trunc(%(unit)s, created_at) AS start, count(*) AS n
     FROM runs

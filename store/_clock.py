@@ -16,7 +16,6 @@ held run look abandoned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -70,20 +69,17 @@ WITH movable AS (
       AND NOT (r.wake_at IS NULL AND r.lease_token IS NULL AND NOT r.nudged
                AND EXISTS (SELECT 1 FROM runs AS c WHERE c.parent_run_id = r.run_id
                            AND c.status = ANY(%(statuses)s)))
+), tick AS (
+    SELECT min(due_at) AS at FROM schedules WHERE NOT paused
 )
-SELECT (SELECT count(*) FROM movable) AS active,
-       (SELECT count(*) FROM movable WHERE lease_token IS NOT NULL OR nudged
-                                       OR wake_at IS NULL OR wake_at <= now()) AS busy,
-       (SELECT count(*) FROM movable WHERE lease_token IS NOT NULL OR nudged
-                                       OR wake_at <= now()) AS working,
-       extract(epoch FROM least((SELECT min(wake_at) FROM movable),
-                                (SELECT min(due_at) FROM schedules WHERE NOT paused))
-                          - now()) AS wait,
-       extract(epoch FROM (SELECT min(due_at) FROM schedules WHERE NOT paused) - now())
-           AS schedule_wait
+SELECT count(*) AS active,
+       count(*) FILTER (WHERE lease_token IS NOT NULL OR nudged
+                        OR wake_at IS NULL OR wake_at <= now()) AS busy,
+       count(*) FILTER (WHERE lease_token IS NOT NULL OR nudged OR wake_at <= now()) AS working,
+       extract(epoch FROM least(min(wake_at), (SELECT at FROM tick)) - now()) AS wait,
+       extract(epoch FROM (SELECT at FROM tick) - now()) AS schedule_wait
+FROM movable
 """
-
-_NOW = "SELECT now()"
 
 
 def install_virtual_clock(dsn: str, schema: str) -> None:
@@ -113,13 +109,6 @@ class VirtualClock:
 
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    def now(self) -> Any:
-        """The schema's ``now()`` (a new transaction's), aware."""
-        with self._db.connection() as conn:
-            row = conn.execute(_NOW).fetchone()
-        assert row is not None
-        return row[0]
 
     def skip(self, seconds: float) -> None:
         """Move the clock ``seconds`` ahead (with live leases), and wake the workers."""

@@ -8,7 +8,7 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from ..replay.vocabulary import TERMINAL_STATUSES, EventType, RunStatus
@@ -387,7 +387,6 @@ class RunStore:
         and ``until`` are on bucket boundaries."""
         params = {
             "unit": unit,
-            "step": timedelta(hours=1) if unit == "hour" else timedelta(days=1),
             "since": since,
             "until": until,
             "workflow": workflow,

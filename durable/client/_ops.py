@@ -357,17 +357,7 @@ class Ops:
                 "or use a coarser granularity"
             )
         rows = yield self.runs.timeseries(granularity, start, end, workflow)
-        return [
-            Bucket(
-                start=r.start,
-                started=r.started,
-                completed=r.completed,
-                failed=r.failed,
-                p50_seconds=r.p50_seconds,
-                p95_seconds=r.p95_seconds,
-            )
-            for r in rows
-        ]
+        return [Bucket.model_validate(r, from_attributes=True) for r in rows]
 
     def resolve_run_id(self, given: str) -> Op[str]:
         """See :meth:`durable.App.resolve_run_id`."""

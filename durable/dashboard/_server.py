@@ -289,9 +289,7 @@ def build(
         loader=FileSystemLoader(str(_here() / "templates")),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
-    templates.filters.update(
-        pretty=_pretty, ago=_ago, duration=_duration, stamp=_stamp, tojson_attr=json.dumps
-    )
+    templates.filters.update(pretty=_pretty, ago=_ago, duration=_duration, stamp=_stamp)
 
     def page(request: Request, name: str, **context: Any) -> HTMLResponse:
         html = templates.get_template(name).render(
@@ -299,7 +297,6 @@ def build(
             csrf=csrf_token(request),
             csrf_field=CSRF_FIELD,
             read_only=guard.read_only,
-            auth=guard.token is not None,
             base=base_of(request),
             path=path_of(request),
             notice=request.query_params.get("notice"),
