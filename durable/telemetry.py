@@ -43,6 +43,7 @@ __all__ = [
     "ENABLED",
     "active",
     "carrier",
+    "name_of",
     "record_run_end",
     "record_schedule_to_start",
     "record_start",
@@ -109,6 +110,11 @@ def _ns(when: datetime | None) -> int | None:
 
 
 # -- the starter's side ------------------------------------------------------------------
+
+
+def name_of(workflow: Any) -> str:
+    """The name spans and metrics give a workflow passed as a function or a name."""
+    return workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
 
 
 @contextlib.contextmanager

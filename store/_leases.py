@@ -33,7 +33,7 @@ from ._records import (
     events_json,
     jsonb_text,
 )
-from ._sql import search_path_of
+from ._sql import SET_SEARCH_PATH, search_path_of
 
 __all__ = ["LeaseStore", "Mode"]
 
@@ -275,7 +275,8 @@ class LeaseStore:
         the step's own connection and transaction (sync or async): it first puts the
         schema on the search_path for the rest of that transaction (the step's code has
         run by then). Raises LeaseLost or ConflictError; the caller rolls back."""
-        yield Query(_STEP_SEARCH_PATH, (search_path_of(self._db.schema),))
+        # local to the step's transaction (its own code has run; the commit ends it)
+        yield Query(SET_SEARCH_PATH, (search_path_of(self._db.schema), True))
         params = _append_params(
             run_id,
             token,
@@ -501,11 +502,6 @@ class LeaseStore:
             conn.execute(self._q["delete_history"], {"run_id": run_id, "before": start.seq})
 
         self._db.run(body)
-
-
-# A transactional step's connection: the schema on the search_path for the rest of the
-# step's transaction (the step's own code has run; the commit ends it).
-_STEP_SEARCH_PATH = "SELECT set_config('search_path', %s, true)"
 
 
 def _claims(rows: Sequence[Any]) -> list[Claim]:

@@ -156,7 +156,7 @@ class AsyncClient:
         conn: Any = None,
     ) -> AsyncRunHandle:
         """See :meth:`durable.App.start`; ``conn`` is a psycopg ``AsyncConnection``."""
-        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        name = telemetry.name_of(workflow)
         with telemetry.start_span(name) as span:
             created = await self._run(
                 lambda ops: ops.start(
@@ -192,7 +192,7 @@ class AsyncClient:
         conn: Any = None,
     ) -> list[AsyncRunHandle]:
         """See :meth:`durable.App.start_many`."""
-        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        name = telemetry.name_of(workflow)
         with telemetry.start_span(name) as span:
             created = await self._run(
                 lambda ops: ops.start_many(

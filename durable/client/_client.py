@@ -121,7 +121,7 @@ class Client:
         conn: Any = None,
     ) -> RunHandle:
         """See :meth:`durable.App.start`."""
-        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        name = telemetry.name_of(workflow)
         with telemetry.start_span(name) as span:
             created = self._run(
                 self.ops.start(
@@ -157,7 +157,7 @@ class Client:
         conn: Any = None,
     ) -> list[RunHandle]:
         """See :meth:`durable.App.start_many`."""
-        name = workflow if isinstance(workflow, str) else getattr(workflow, "durable_name", "?")
+        name = telemetry.name_of(workflow)
         with telemetry.start_span(name) as span:
             created = self._run(
                 self.ops.start_many(

@@ -14,7 +14,6 @@ from typing import Any
 
 from .._codec import qualified_name
 from .._errors import RunTimedOut
-from .._registry import StepOptions
 from ..replay import (
     Blocked,
     CancelledOutcome,
@@ -29,6 +28,7 @@ from ..replay import (
     PendingWait,
     TimedOut,
 )
+from ..worker._steps import failure_event, step_def
 
 __all__ = ["drive"]
 
@@ -230,15 +230,8 @@ class _Run:
         base = {"pos": p.pos, "name": name}
         if not isinstance(value, BaseException):
             return ("step_completed", {**base, "attempt": p.attempt, "result": value})
-        message = str(value) or type(value).__name__  # as the worker records it
-        error = {"error_type": qualified_name(type(value)), "message": message}
-        options = p.call.options
-        retry = options.step.retry if isinstance(options, StepOptions) else None
-        if retry is not None and retry.retries(value, p.attempt):
-            retry_at = self.now + timedelta(seconds=retry.delay(p.attempt))
-            data = {**base, **error, "attempt": p.attempt, "retry_at": retry_at.isoformat()}
-            return ("step_attempt_failed", data)
-        return ("step_failed", {**base, **error, "attempts": p.attempt})
+        failed = failure_event(p, step_def(p.call), value, self.now)  # as a worker would
+        return (str(failed.type), failed.data)
 
     def _child(self, p: PendingChild) -> list[tuple[str, dict[str, Any]]]:
         workflow = p.call.workflow

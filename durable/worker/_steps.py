@@ -199,39 +199,52 @@ class StepRunner:
         exc: BaseException,
         started_at: datetime | None = None,
     ) -> NewEvent:
-        """The event of a failed attempt: retried (``step_attempt_failed`` with its
-        ``retry_at``) or the step's end (``step_failed``)."""
-        now = utcnow()
-        kind = qualified_name(type(exc))
-        if isinstance(exc, SerializationError):
-            kind = "durable.SerializationError"
-        message = str(exc) or type(exc).__name__
-        retryable = (
-            definition is not None
-            and not isinstance(exc, SerializationError)
-            and definition.retry.retries(exc, step.attempt)
-        )
-        base: dict[str, Any] = {
-            "pos": step.pos,
-            "name": step.call.name,
-            "error_type": kind,
-            "message": message,
-        }
-        if started_at is not None:
-            base["started_at"] = started_at.isoformat()
-        if retryable:
-            assert definition is not None
-            retry_at = now + timedelta(seconds=definition.retry.delay(step.attempt))
+        """The event of a failed attempt (see :func:`failure_event`), logged."""
+        event = failure_event(step, definition, exc, utcnow(), started_at)
+        if event.type == EventType.STEP_ATTEMPT_FAILED:
             log.info(
                 "step %s attempt %d failed (%s); retrying at %s",
                 step.call.name,
                 step.attempt,
-                message,
-                retry_at.isoformat(),
+                event.data["message"],
+                event.data["retry_at"],
             )
-            data = {**base, "attempt": step.attempt, "retry_at": retry_at.isoformat()}
-            return NewEvent(0, EventType.STEP_ATTEMPT_FAILED, data, now)
-        return NewEvent(0, EventType.STEP_FAILED, {**base, "attempts": step.attempt}, now)
+        return event
+
+
+def failure_event(
+    step: PendingStep,
+    definition: StepDef | None,
+    exc: BaseException,
+    now: datetime,
+    started_at: datetime | None = None,
+) -> NewEvent:
+    """The event of an attempt that raised ``exc`` at ``now``: retried by the step's
+    policy (``step_attempt_failed`` with its ``retry_at``) or the step's end
+    (``step_failed``). Pure: the worker and ``durable.testing.drive`` both record it."""
+    kind = qualified_name(type(exc))
+    if isinstance(exc, SerializationError):
+        kind = "durable.SerializationError"
+    message = str(exc) or type(exc).__name__
+    retryable = (
+        definition is not None
+        and not isinstance(exc, SerializationError)
+        and definition.retry.retries(exc, step.attempt)
+    )
+    base: dict[str, Any] = {
+        "pos": step.pos,
+        "name": step.call.name,
+        "error_type": kind,
+        "message": message,
+    }
+    if started_at is not None:
+        base["started_at"] = started_at.isoformat()
+    if retryable:
+        assert definition is not None
+        retry_at = now + timedelta(seconds=definition.retry.delay(step.attempt))
+        data = {**base, "attempt": step.attempt, "retry_at": retry_at.isoformat()}
+        return NewEvent(0, EventType.STEP_ATTEMPT_FAILED, data, now)
+    return NewEvent(0, EventType.STEP_FAILED, {**base, "attempts": step.attempt}, now)
 
 
 def _registered(call: StepCall) -> tuple[StepDef | None, str]:
