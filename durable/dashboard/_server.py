@@ -234,7 +234,7 @@ def _act(app: App, action: str, run_id: str, body: dict[str, Any]) -> Any:
         at_seq = body.get("at_seq")
         if isinstance(at_seq, str) and at_seq.isdigit():
             at_seq = int(at_seq)  # from a form
-        if isinstance(at_seq, bool) or not isinstance(at_seq, int):
+        if isinstance(at_seq, bool) or not isinstance(at_seq, int) or not 1 <= at_seq < 2**31:
             raise ValueError(f'"at_seq" must be an event\'s seq (an integer), not {at_seq!r}')
         return app.fork(run_id, at_seq).run_id
     elif action == "signal":

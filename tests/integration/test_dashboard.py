@@ -264,7 +264,7 @@ def test_bad_requests_get_one_line_and_change_nothing(
             assert "\n" not in refused.json()["error"]
         for body in ({"name": ""}, {"name": {"a": 1}}):
             assert http.post(f"/api/runs/{run_id}/signal", json=body).status_code == 400
-        for at_seq in (True, 1.7, "x"):
+        for at_seq in (True, 1.7, "x", 2**40, 0):
             forked = http.post(f"/api/runs/{run_id}/fork", json={"at_seq": at_seq})
             assert forked.status_code == 400
         assert http.get("/runs?status=bogus").status_code == 200  # the page says why
