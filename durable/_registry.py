@@ -72,9 +72,13 @@ class WorkflowDef:
     #: the queue its runs go to unless ``start(queue=...)`` says otherwise
     queue: str | None = None
 
+    @functools.cached_property
+    def _signature(self) -> inspect.Signature:
+        return inspect.signature(self.fn)
+
     def check_args(self, args: tuple[Any, ...]) -> None:
         """Raise TypeError, naming the parameters, if ``args`` do not fit the workflow."""
-        signature = inspect.signature(self.fn)
+        signature = self._signature
         try:
             signature.bind(None, *args)  # None stands for the Context
         except TypeError as exc:

@@ -4,6 +4,8 @@
 
 -- name: create_run
 -- A queue nobody declared gets a row (no limits): the claim finds queues by their rows.
+-- The notification names a queued run; an unqueued one says only "new" (NEW_UNQUEUED), and
+-- a worker then leaves the queues' claim out (store/_runs.py).
 WITH qa AS (
     INSERT INTO queues (name) SELECT %(queue)s::text WHERE %(queue)s::text IS NOT NULL
     ON CONFLICT (name) DO NOTHING
@@ -24,7 +26,9 @@ WITH qa AS (
     FROM ins, jsonb_array_elements(%(events)s::jsonb) AS e
 )
 SELECT ins.run_id,
-       CASE WHEN %(notify)s THEN pg_notify(%(channel)s, ins.run_id) END
+       CASE WHEN %(notify)s THEN pg_notify(
+           %(channel)s, CASE WHEN %(queue)s::text IS NULL THEN %(new_unqueued)s ELSE ins.run_id END)
+       END
 FROM ins
 
 -- name: create_runs
@@ -57,7 +61,9 @@ WITH given AS (
     FROM given AS g JOIN ins USING (run_id), jsonb_array_elements(g.events) AS e
 )
 SELECT coalesce(array_agg(ins.run_id), '{}'),
-       CASE WHEN bool_or(g.notify) THEN pg_notify(%(channel)s, '') END
+       CASE WHEN bool_or(g.notify) THEN pg_notify(
+           %(channel)s, CASE WHEN bool_or(g.queue IS NOT NULL) THEN '' ELSE %(new_unqueued)s END)
+       END
 FROM ins JOIN given AS g USING (run_id)
 
 -- name: find_existing_run

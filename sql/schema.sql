@@ -352,6 +352,8 @@ RETURNS TABLE (c_run_id text, c_workflow text, c_lease_token uuid, c_last_seq in
                c_type text, c_data jsonb, c_event_created_at timestamptz, c_queue text)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+-- a generic plan per session, not one per call (0010)
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     queues_due text[];

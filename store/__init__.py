@@ -46,11 +46,12 @@ from ._records import (
     WorkerBeat,
     WorkerRow,
 )
-from ._runs import Created, RunStore
+from ._runs import NEW_UNQUEUED, Created, RunStore
 from ._schedules import SCHEDULES_CHANGED, FireDecision, ScheduleRow, ScheduleStore
 from ._store import Store
 
 __all__ = [
+    "NEW_UNQUEUED",
     "SCHEDULES_CHANGED",
     "AppendResult",
     "AsyncDatabase",

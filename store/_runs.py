@@ -34,7 +34,12 @@ from ._records import (
     jsonb_text,
 )
 
-__all__ = ["Created", "RunStore"]
+__all__ = ["NEW_UNQUEUED", "Created", "RunStore"]
+
+# The work channel's payload for the start of runs of no queue (not a run id: nobody
+# holds a new run). Any other payload may concern a queue's run: a worker claims through
+# its queues then too; this one spares it that statement (docs/internals.md, "Claims").
+NEW_UNQUEUED = "*new*"
 
 _MAX_SEQ = 2**31 - 1
 
@@ -82,6 +87,7 @@ class RunStore:
             "events": events_json(run.events),
             "notify": run.notify,
             "channel": self._db.work_channel,
+            "new_unqueued": NEW_UNQUEUED,
             "queue": run.queue,
             "priority": run.priority,
             "concurrency_key": run.concurrency_key,
@@ -141,6 +147,7 @@ class RunStore:
             "runs": json.dumps(rows, separators=(",", ":")),
             "now": runs[0].now,
             "channel": self._db.work_channel,
+            "new_unqueued": NEW_UNQUEUED,
         }
         row = yield Query(self._q["create_runs"], params)
         made = set(row[0]) if row is not None else set()

@@ -9,13 +9,12 @@ whichever process creates them, with or without the workflow registered.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from .. import telemetry
-from .._clock import new_seed
+from .._clock import new_run_id, new_seed
 from .._registry import Registry, WorkflowDef
 from .._schedules import run_id_for
 from ..replay.vocabulary import EventType
@@ -48,7 +47,7 @@ class RunCreator:
         """A new run of a registered workflow, startable from ``begin``, in ``queue``
         (default: the workflow's)."""
         return self._create(
-            run_id or str(uuid.uuid4()),
+            run_id or new_run_id(),
             wf.name,
             [_started(wf.name, encoded_args, now)],
             now=now,
@@ -66,7 +65,7 @@ class RunCreator:
         options included (not its dedup key: the source may still hold it)."""
         args = (source.start_data or {}).get("args", [])
         return self._create(
-            str(uuid.uuid4()),
+            new_run_id(),
             source.workflow,
             [_started(source.workflow, args, now)],
             now=now,
@@ -86,7 +85,7 @@ class RunCreator:
             NewEvent(i, e.type, e.data, e.created_at) for i, e in enumerate(copied, start=1)
         ]
         return self._create(
-            str(uuid.uuid4()),
+            new_run_id(),
             source.workflow,
             renumbered,
             now=now,
@@ -166,7 +165,7 @@ class RunCreator:
         """Many runs of one workflow in one statement (see :meth:`start`)."""
         runs = [
             self._new_run(
-                run_ids[i] or str(uuid.uuid4()),
+                run_ids[i] or new_run_id(),
                 wf.name,
                 [_started(wf.name, args, now)],
                 now=now,

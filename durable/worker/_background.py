@@ -13,7 +13,7 @@ from typing import Any
 from .._schedules import Schedule
 from ..client._scheduling import Scheduling
 from ..replay.errors import DurableError
-from ..store import SCHEDULES_CHANGED, LeaseStore, Listener, Unit, WorkerBeat
+from ..store import NEW_UNQUEUED, SCHEDULES_CHANGED, LeaseStore, Listener, Unit, WorkerBeat
 from ._cache import EngineCache
 from ._state import Activation, WorkerState
 
@@ -109,12 +109,16 @@ def listen_loop(
                         if run_id == SCHEDULES_CHANGED:
                             state.schedules_wake.set()
                             continue
+                        if run_id == NEW_UNQUEUED:  # a start: nothing of a queue
+                            state.wake.set()
+                            continue
                         with state.lock:
                             held = state.held.get(run_id)
                         if held is not None:
                             held.nudged = True
                             state.submit(tick, held)
                         else:
+                            state.queued_hint = True
                             state.wake.set()
             except DurableError as exc:
                 log.warning(

@@ -44,6 +44,7 @@ class Claimer:
         self._state = state
         self._lease_seconds = lease_seconds
         self._claim_batch = claim_batch
+        self._queued_at = 0.0  # monotonic time of the last queued claim
 
     def loop(self) -> None:
         """Claim and dispatch until the worker is stopping."""
@@ -69,7 +70,7 @@ class Claimer:
                     claimed = self._leases.claim(
                         state.worker_id, limit, self._lease_seconds, workflows
                     )
-                    if len(claimed) < limit:
+                    if len(claimed) < limit and self._queues_worth_a_look():
                         claimed += self._claim_queued(limit - len(claimed), workflows)
                     failures = 0
                 except DurableError as exc:
@@ -89,10 +90,20 @@ class Claimer:
                         continue
             state.wake.wait(state.wait_time())
 
+    def _queues_worth_a_look(self) -> bool:
+        """Whether to run the queues' claim (a statement of its own) after the plain one:
+        when a hint says a queue's run may wait (a notification other than "a new unqueued
+        run", a queued run this worker let go, the last queued claim found runs), and at
+        least once a poll interval (a timer, a rate window or another worker's slot)."""
+        state = self._state
+        hinted, state.queued_hint = state.queued_hint, False
+        return hinted or time.monotonic() - self._queued_at >= state.poll_interval
+
     def _claim_queued(self, limit: int, workflows: list[str]) -> list[Claim]:
         """Runs of queues; an error here must not lose the unqueued runs just leased."""
+        self._queued_at = time.monotonic()
         try:
-            return self._leases.claim_queued(
+            claimed = self._leases.claim_queued(
                 self._state.worker_id,
                 limit,
                 self._lease_seconds,
@@ -101,7 +112,11 @@ class Claimer:
             )
         except DurableError as exc:
             log.warning("worker %s: cannot claim queued runs (%s)", self._state.worker_id, exc)
+            self._state.queued_hint = True
             return []
+        if claimed:  # there may be more (the limit, or another queue's runs)
+            self._state.queued_hint = True
+        return claimed
 
     def _held_per_queue(self) -> dict[str, int]:
         """How many runs of each queue this worker holds (for worker_concurrency)."""

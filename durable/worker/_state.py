@@ -78,6 +78,9 @@ class WorkerState:
         self.shut_down = False
         self._to_close: queue.SimpleQueue[Engine | None] = queue.SimpleQueue()
         self.wake = threading.Event()  # the claim loop: look for work now
+        # runs of a queue may be there to claim (see Claimer): set by a notification that
+        # does not say "a new unqueued run", and by a queued run this worker let go
+        self.queued_hint = True
         self.schedules_wake = threading.Event()  # the scheduler: a schedule changed
         self.stopping = threading.Event()  # stop() was called: claim nothing new
         self.stopped = threading.Event()  # the claim loop has ended
@@ -163,6 +166,7 @@ class WorkerState:
             if self.held.get(act.run_id) is act:
                 del self.held[act.run_id]
         if act.claim.queue is not None:
+            self.queued_hint = True
             self.wake.set()
 
     def note_wake(self, at: datetime | None) -> None:

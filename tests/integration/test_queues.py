@@ -352,3 +352,42 @@ def test_durable_workers_shows_the_queues_a_worker_serves(
     assert (w["workflows"], w["queues"]) == (["mail"], ["emails", "reports"])
     assert max(len(line) for line in table.stdout.splitlines()) <= 80
     assert "workflows mail" in table.stdout and "queues emails, reports" in table.stdout
+
+
+def test_unqueued_starts_spare_the_queued_claim_and_queued_starts_get_it(
+    app: durable.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start of an unqueued run wakes the worker with "new unqueued": the claim loop
+    leaves the queues' statement out (it costs more than the plain claim). A queued start
+    names its run, so the queued claim runs at once, long before the next poll."""
+    from durable.store import LeaseStore
+
+    calls: list[float] = []
+    original = LeaseStore.claim_queued
+
+    def counting(self: LeaseStore, *args: Any, **kwargs: Any) -> Any:
+        calls.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LeaseStore, "claim_queued", counting)
+
+    @app.workflow(name="plain")
+    def plain(ctx: durable.Context, i: int) -> Any:
+        yield ctx.sleep(0)
+        return i
+
+    @app.workflow(name="queued", queue="q")
+    def queued(ctx: durable.Context) -> Any:
+        yield ctx.sleep(0)
+        return "admitted"
+
+    with app.worker(concurrency=4, poll_interval=30.0):
+        wait_for(lambda: len(calls) >= 1)  # the first look, at start-up
+        before = len(calls)
+        handles = [app.start(plain, i) for i in range(20)]
+        assert [h.result(timeout=20) for h in handles] == list(range(20))
+        assert len(calls) == before  # 20 unqueued starts, no queued claim
+        started = time.monotonic()
+        assert app.start(queued).result(timeout=20) == "admitted"
+        assert time.monotonic() - started < 15  # not the 30 s poll
+        assert len(calls) > before
