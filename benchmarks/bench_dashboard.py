@@ -36,14 +36,15 @@ WORKFLOWS = ["checkout", "refund", "newsletter", "import_csv", "sync_crm"]
 
 _LOAD_RUNS = """
 INSERT INTO durable.runs (run_id, workflow, status, created_at, started_at, finished_at,
-                          updated_at, last_seq, history_start, error, idempotency_key)
+                          updated_at, last_seq, history_start, error, idempotency_key,
+                          search_args)
 SELECT 'r' || lpad(i::text, 8, '0'),
        (ARRAY['checkout','refund','newsletter','import_csv','sync_crm'])[1 + i %% 5],
        CASE WHEN i %% 50 = 0 THEN 'failed' WHEN i %% 97 = 0 THEN 'cancelled'
             ELSE 'completed' END,
        t, t, t + make_interval(secs => 0.5 + (i %% 40) * 0.1), t, 2, 1,
        CASE WHEN i %% 50 = 0 THEN '{"error_type": "ValueError", "message": "bad row"}'::jsonb END,
-       'order-' || i
+       'order-' || i, jsonb_build_array('order-' || i, 42)::text
 FROM generate_series(1, %(n)s) AS i,
      LATERAL (SELECT now() - make_interval(secs => (%(n)s - i) * (2592000.0 / %(n)s))) AS c(t)
 """
@@ -53,7 +54,7 @@ INSERT INTO durable.events (run_id, seq, type, data, created_at)
 SELECT r.run_id, s.seq, s.type, s.data, r.created_at
 FROM durable.runs AS r,
      LATERAL (VALUES (1, 'run_started', jsonb_build_object('workflow', r.workflow,
-                          'args', jsonb_build_array(r.idempotency_key, 42), 'seed', 7)),
+                          'args', (r.search_args)::jsonb, 'seed', 7)),
                      (2, CASE r.status WHEN 'completed' THEN 'run_completed'
                                        WHEN 'failed' THEN 'run_failed'
                                        ELSE 'run_cancelled' END,
@@ -62,8 +63,8 @@ FROM durable.runs AS r,
 
 _LOAD_WAITING = """
 INSERT INTO durable.runs (run_id, workflow, status, created_at, started_at, updated_at,
-                          last_seq, history_start)
-SELECT 'w' || lpad(i::text, 6, '0'), 'checkout', 'waiting', now(), now(), now(), 1, 1
+                          last_seq, history_start, search_args)
+SELECT 'w' || lpad(i::text, 6, '0'), 'checkout', 'waiting', now(), now(), now(), 1, 1, '[]'
 FROM generate_series(1, 1000) AS i;
 INSERT INTO durable.events (run_id, seq, type, data, created_at)
 SELECT run_id, 1, 'run_started', '{"workflow": "checkout", "args": [], "seed": 1}', now()

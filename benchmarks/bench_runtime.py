@@ -42,13 +42,13 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from _peers import DBOS_POLL, INSTALL, dbos_config  # noqa: E402
 from _server import (  # noqa: E402
     BenchServer,
     PgbenchResult,
     exit_on_sigterm,
     median,
     server_cpu_seconds,
-    sqlalchemy_url,
 )
 
 SERIAL_TARGET = 0.60  # serial steps/s as a share of pgbench's 1-client commits/s
@@ -57,8 +57,6 @@ PER_STEP_TARGET = 1.0  # statements and commits per serial step (the design's ai
 PER_STEP_SLACK = 1.05  # allowance for background polls when judging "met"
 POLL_INTERVAL = 0.02  # seconds between count queries while waiting for completion
 DBOS_QUEUE = "bench"
-DBOS_APP = "pgdurable-bench"
-INSTALL_DBOS = "pip install -e '.[bench]'"
 QUEUED = "pgdurable-queued"  # the throughput workload through a queue
 QUEUE_CONCURRENCY = 64  # its limit: above the worker's concurrency, so it never binds
 QUEUED_TARGET = 0.85  # queued workflows/s within 15% of unqueued
@@ -115,14 +113,6 @@ def _dbos_workflows() -> tuple[Callable[[int], int], Callable[[], None]]:
         noop(2)
 
     return bench_serial, bench_three
-
-
-def _dbos_config(dsn: str) -> Any:
-    return {
-        "name": DBOS_APP,
-        "system_database_url": sqlalchemy_url(dsn),
-        "log_level": "WARNING",
-    }
 
 
 def _wait_count(dsn: str, query: str, target: int, timeout: float) -> int:
@@ -216,7 +206,7 @@ def child_dbos_serial(dsn: str, n: int, warmup: int, server_pid: int) -> dict[st
     from dbos import DBOS
 
     bench_serial, _ = _dbos_workflows()
-    DBOS(config=_dbos_config(dsn))
+    DBOS(config=dbos_config(dsn))
     DBOS.launch()
     try:
         if warmup:
@@ -235,7 +225,7 @@ def child_dbos_throughput(
 
     _, bench_three = _dbos_workflows()
     # Enqueue everything from a DBOS process that listens to no queue of ours...
-    DBOS(config=_dbos_config(dsn))
+    DBOS(config=dbos_config(dsn))
     DBOS.listen_queues([])
     DBOS.launch()
     try:
@@ -249,7 +239,7 @@ def child_dbos_throughput(
     finally:
         DBOS.destroy()
     # ... then launch the worker: a DBOS process that dequeues it.
-    DBOS(config=_dbos_config(dsn))
+    DBOS(config=dbos_config(dsn))
     query = (
         "SELECT count(*) /* bench-poll */ FROM dbos.workflow_status WHERE status = 'SUCCESS' "
         "AND name = 'bench_three'"
@@ -699,8 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dbos-poll",
         type=float,
-        default=0.01,
-        help="polling_interval_sec of DBOS's queue (default 0.01)",
+        default=DBOS_POLL,
+        help=f"polling_interval_sec of DBOS's queue (default {DBOS_POLL})",
     )
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -727,9 +717,9 @@ def main(argv: list[str] | None = None) -> int:
             dbos_label = f"DBOS {version('dbos')}"
         except ImportError:
             run_dbos = False
-            notes.append(f"DBOS is not installed: skipped (install it with: {INSTALL_DBOS})")
+            notes.append(f"DBOS is not installed: skipped (install it with: {INSTALL})")
     else:
-        notes.append(f"DBOS skipped (--skip-dbos); to compare, install it with: {INSTALL_DBOS}")
+        notes.append(f"DBOS skipped (--skip-dbos); to compare, install it with: {INSTALL}")
     res = Results(
         server_version="",
         has_pgss=False,

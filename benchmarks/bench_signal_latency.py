@@ -25,6 +25,7 @@ durability) and removed afterwards.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 import time
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--signals", type=int, help="signals per scenario (default 1000)")
     parser.add_argument("--runs", type=int, default=20, help="runs of the round-robin scenario")
     parser.add_argument("--concurrency", type=int, default=16, help="the worker's concurrency")
+    parser.add_argument("--json", type=Path, help="also write the percentiles here")
     args = parser.parse_args(argv)
     signals = args.signals or (200 if args.quick else 1000)
     scenarios = [
@@ -204,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         "Latency: from app.signal() returning to the waiting run's next step starting "
         "(same process, time.perf_counter). signal() p50: how long the call itself took."
     )
+    if args.json:
+        raw = {
+            "server": server.version,
+            "scenarios": {
+                r.scenario.name: {q: percentile(r.latencies_ms, q) for q in (50, 90, 99)}
+                for r in results
+            },
+        }
+        args.json.write_text(json.dumps(raw, indent=2))
     return 0
 
 

@@ -410,11 +410,14 @@ class App:
         *,
         batch: int = 500,
         progress: Callable[[PruneResult], None] | None = None,
+        pause: float | timedelta | None = None,
     ) -> PruneResult:
         """Delete runs that ended before the cutoff (a datetime, or an age as timedelta or
         seconds), with all their log rows, in short batches; ``progress`` is called with
-        the running totals after each batch."""
-        return self.client.prune(older_than, batch=batch, progress=progress)
+        the running totals after each batch. Between batches it waits ``pause`` seconds;
+        by default as long as the batch took, so a prune leaves most of the database to
+        the workers (``pause=0``: as fast as it can)."""
+        return self.client.prune(older_than, batch=batch, progress=progress, pause=pause)
 
     # -- inspecting ------------------------------------------------------------------------
 

@@ -13,11 +13,12 @@ WITH qa AS (
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
                       timeout_seconds, timeout_unknown, parent_run_id, parent_pos,
                       source_run_id, created_at, updated_at, queue, priority,
-                      concurrency_key, dedup_key)
+                      concurrency_key, dedup_key, search_args)
     VALUES (%(run_id)s, %(workflow)s, 'pending', %(wake_at)s, %(last_seq)s, %(idempotency_key)s,
             %(deadline)s, %(timeout_seconds)s, %(timeout_unknown)s, %(parent_run_id)s,
             %(parent_pos)s, %(source_run_id)s, %(now)s, %(now)s, %(queue)s, %(priority)s,
-            %(concurrency_key)s, %(dedup_key)s)
+            %(concurrency_key)s, %(dedup_key)s,
+            (%(events)s::jsonb -> 0 -> 'data' -> 'args')::text)
     ON CONFLICT DO NOTHING
     RETURNING run_id
 ), ev AS (
@@ -48,10 +49,10 @@ WITH given AS (
 ), ins AS (
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key, deadline,
                       timeout_seconds, timeout_unknown, created_at, updated_at, queue,
-                      priority, concurrency_key, dedup_key)
+                      priority, concurrency_key, dedup_key, search_args)
     SELECT run_id, workflow, 'pending', wake_at, last_seq, idempotency_key, deadline,
            timeout_seconds, timeout_unknown, %(now)s, %(now)s, queue, priority,
-           concurrency_key, dedup_key
+           concurrency_key, dedup_key, (events -> 0 -> 'data' -> 'args')::text
     FROM given ORDER BY i
     ON CONFLICT DO NOTHING
     RETURNING run_id
@@ -358,12 +359,11 @@ SELECT r.run_id, r.workflow, r.status, r.custom_status, r.error, r.created_at, r
 FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  -- the expressions of the indexes runs_search and runs_search_custom (migration 0011)
   AND (%(search)s::text IS NULL
-       OR r.run_id ILIKE %(search)s OR r.idempotency_key ILIKE %(search)s
-       OR r.workflow ILIKE %(search)s OR r.custom_status::text ILIKE %(search)s
-       OR EXISTS (SELECT 1 FROM events AS a
-                  WHERE a.run_id = r.run_id AND a.seq = r.history_start
-                    AND (a.data -> 'args')::text ILIKE %(search)s))
+       OR (r.run_id || chr(31) || r.workflow || chr(31) || coalesce(r.idempotency_key, '')
+           || chr(31) || coalesce(r.search_args, '')) ILIKE %(search)s
+       OR (r.custom_status IS NOT NULL AND r.custom_status::text ILIKE %(search)s))
 ORDER BY created_at DESC, run_id DESC
 LIMIT %(limit)s OFFSET %(offset)s
 
@@ -371,12 +371,11 @@ LIMIT %(limit)s OFFSET %(offset)s
 SELECT count(*) FROM runs AS r
 WHERE (%(workflow)s::text IS NULL OR workflow = %(workflow)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  -- the expressions of the indexes runs_search and runs_search_custom (migration 0011)
   AND (%(search)s::text IS NULL
-       OR r.run_id ILIKE %(search)s OR r.idempotency_key ILIKE %(search)s
-       OR r.workflow ILIKE %(search)s OR r.custom_status::text ILIKE %(search)s
-       OR EXISTS (SELECT 1 FROM events AS a
-                  WHERE a.run_id = r.run_id AND a.seq = r.history_start
-                    AND (a.data -> 'args')::text ILIKE %(search)s))
+       OR (r.run_id || chr(31) || r.workflow || chr(31) || coalesce(r.idempotency_key, '')
+           || chr(31) || coalesce(r.search_args, '')) ILIKE %(search)s
+       OR (r.custom_status IS NOT NULL AND r.custom_status::text ILIKE %(search)s))
 
 -- name: timeseries
 -- Runs started (created), completed and failed per bucket of [since, until), and the
@@ -451,8 +450,11 @@ WHERE run_id = %(run_id)s AND seq >= %(from_seq)s
 DELETE FROM events WHERE run_id = %(run_id)s AND seq < %(before)s
 
 -- name: restart_history
-UPDATE runs SET history_start = %(history_start)s WHERE run_id = %(run_id)s
-  AND lease_token = %(token)s
+-- (the new history's first event is in the log: its arguments are what a search matches)
+UPDATE runs SET history_start = %(history_start)s,
+                search_args = (SELECT (data -> 'args')::text FROM events
+                               WHERE run_id = %(run_id)s AND seq = %(history_start)s)
+WHERE run_id = %(run_id)s AND lease_token = %(token)s
 
 -- name: copy_events
 SELECT seq, type, data, created_at FROM events
@@ -521,7 +523,8 @@ SELECT EXISTS (SELECT 1 FROM controls WHERE run_id = %(run_id)s)
 
 -- name: group_commit
 -- Group commit of several runs in one statement: held-lease appends (status NULL) and
--- ends of runs without parent or live children (status set). Each run is fenced on its
+-- ends of runs without parent or live children (status set; the caller sends only runs
+-- without a parent). Each run is fenced on its
 -- own (lease_token, last_seq); events are inserted only for the runs that matched. An end
 -- that does not match is retried by the caller on the full transactional path.
 WITH u AS (
@@ -551,7 +554,9 @@ WITH u AS (
     FROM u
     WHERE u.status IS NOT NULL
       AND runs.run_id = u.run_id AND runs.lease_token = u.token AND runs.last_seq = u.expected
-      AND runs.parent_run_id IS NULL
+      -- (only runs without a parent are sent here, and a run's parent never changes: no
+      -- "parent_run_id IS NULL" test, which on a young table never analyzed made the
+      -- planner expect one row and read the whole table for every batch)
       AND NOT EXISTS (
           SELECT 1 FROM runs AS c
           WHERE c.parent_run_id = u.run_id

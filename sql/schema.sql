@@ -56,7 +56,9 @@ CREATE TABLE runs (
     dedup_key         text,
     admitted_at       timestamptz,
     -- the start before a retry readmitted the run: the rate limit's window still counts it
-    previous_admitted_at timestamptz
+    previous_admitted_at timestamptz,
+    -- the text of the current history's arguments, for list_runs(search=...) (0011)
+    search_args       text
 ) WITH (fillfactor = 70);  -- room on each page for HOT updates of the projection
 
 -- The claim query's index: only rows that can be claimed are in it (CLAIMABLE_STATUSES),
@@ -89,6 +91,40 @@ CREATE INDEX runs_created ON runs (created_at DESC, run_id DESC);
 CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_finished ON runs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE INDEX runs_status ON runs (status, workflow);
+-- list_runs(search=...): trigram GIN indexes (pg_trgm) on what a search matches, when
+-- pg_trgm can be had: found where it is installed, else created in a schema of its own
+-- (pgdurable_trgm); without it the indexes are left out (0011)
+DO $$
+DECLARE
+    trgm text;
+BEGIN
+    SELECT n.nspname INTO trgm
+    FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+    WHERE e.extname = 'pg_trgm';
+    IF trgm IS NULL THEN
+        BEGIN
+            CREATE SCHEMA IF NOT EXISTS pgdurable_trgm;
+            CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA pgdurable_trgm;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE NOTICE 'pgdurable: no pg_trgm (%); list_runs(search=...) reads every run',
+                SQLERRM;
+        END;
+        -- found also when another schema's migration created it meanwhile
+        SELECT n.nspname INTO trgm
+        FROM pg_extension AS e JOIN pg_namespace AS n ON n.oid = e.extnamespace
+        WHERE e.extname = 'pg_trgm';
+    END IF;
+    IF trgm IS NOT NULL THEN
+        EXECUTE format(
+            'CREATE INDEX runs_search ON runs USING gin ('
+            '(run_id || chr(31) || workflow || chr(31) || coalesce(idempotency_key, '''')'
+            ' || chr(31) || coalesce(search_args, '''')) %I.gin_trgm_ops)', trgm);
+        EXECUTE format(
+            'CREATE INDEX runs_search_custom ON runs USING gin ('
+            '(custom_status::text) %I.gin_trgm_ops) WHERE custom_status IS NOT NULL', trgm);
+    END IF;
+END
+$$;
 
 -- The log: each run's events, numbered from 1 by seq. The type values are EventType
 -- (replay/vocabulary.py); the column has no CHECK.
@@ -217,9 +253,9 @@ BEGIN
         INSERT INTO queues (name) VALUES (start_run.queue) ON CONFLICT (name) DO NOTHING;
     END IF;
     INSERT INTO runs (run_id, workflow, status, wake_at, last_seq, idempotency_key,
-                      timeout_unknown, created_at, updated_at, queue)
+                      timeout_unknown, created_at, updated_at, queue, search_args)
     VALUES (new_id, start_run.workflow, 'pending', now(), 1, start_run.idempotency_key,
-            true, now(), now(), start_run.queue)
+            true, now(), now(), start_run.queue, start_run.args::text)
     ON CONFLICT DO NOTHING;
     IF FOUND THEN
         INSERT INTO events (run_id, seq, type, data, created_at)

@@ -554,7 +554,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                     f"{so_far.signals} signals",
                 )
 
-            total = app.prune(cutoff, batch=args.batch, progress=show)
+            total = app.prune(cutoff, batch=args.batch, progress=show, pause=args.pause)
     if args.json:
         print_json(total.model_dump(mode="json"))
     else:

@@ -68,6 +68,7 @@ MAX_LIMIT = 10_000  # runs --limit: one page of runs
 MAX_OFFSET = 2**31 - 1  # runs --offset
 MAX_SEQ = 2**31 - 1  # fork --at (seq is an integer column)
 MAX_BATCH = 100_000  # prune --batch: runs deleted per transaction
+MAX_PRUNE_PAUSE = 3600.0  # prune --pause: seconds between batches
 MAX_REPLAY = 10_000_000  # replay --limit
 MAX_CONCURRENCY = 1024  # worker --concurrency: threads
 MAX_LEASE_SECONDS = 86_400.0  # worker --lease-seconds: a day
@@ -92,8 +93,9 @@ def _int_between(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _seconds_up_to(high: float) -> Callable[[str], float]:
-    """An argparse type: a finite, positive number of seconds, at most ``high``."""
+def _seconds_up_to(high: float, *, zero: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite, positive (or with ``zero``, not negative) number of
+    seconds, at most ``high``."""
 
     def parse(text: str) -> float:
         try:
@@ -102,10 +104,9 @@ def _seconds_up_to(high: float) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(
                 f"expected a number of seconds, got {text!r}"
             ) from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(
-                f"expected a finite, positive number of seconds, got {text}"
-            )
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            kind = "0 or more" if zero else "a finite, positive number of"
+            raise argparse.ArgumentTypeError(f"expected {kind} seconds, got {text}")
         if value > high:
             raise argparse.ArgumentTypeError(
                 f"expected at most {high:.0f} seconds ({_in_words(high)}), got {text}"
@@ -472,6 +473,14 @@ def _maintenance_commands(command: _Factory) -> None:
         default=500,
         metavar="N",
         help=f"runs deleted per transaction, up to {MAX_BATCH} (default: 500)",
+    )
+    p.add_argument(
+        "--pause",
+        type=_seconds_up_to(MAX_PRUNE_PAUSE, zero=True),
+        default=None,
+        metavar="SECONDS",
+        help="wait between batches (default: as long as the batch took, leaving most of "
+        "the database to the workers; 0: as fast as it can)",
     )
     p.add_argument("--json", action="store_true", help="print the counts as JSON")
     p.set_defaults(handler=cmd_prune)

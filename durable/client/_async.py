@@ -23,7 +23,7 @@ from ..replay.errors import DurableError
 from ..replay.vocabulary import TERMINAL_STATUSES, RunStatus
 from ..store import AsyncDatabase, AsyncListener, RunRow, Store, Unit
 from ._client import IDLE_POLL
-from ._ops import Op, Ops, timeout_message
+from ._ops import Op, Ops, Pause, timeout_message
 from ._outage import Outage
 
 __all__ = ["AsyncClient", "AsyncRunHandle"]
@@ -40,6 +40,11 @@ async def arun_op(op: Op[T], perform: Callable[[Unit[Any]], Awaitable[Any]]) -> 
     try:
         unit = next(op)
         while True:
+            if isinstance(unit, Pause):
+                if unit.seconds > 0:
+                    await asyncio.sleep(unit.seconds)
+                unit = op.send(None)
+                continue
             try:
                 value = await perform(unit)
             except Exception as exc:
@@ -271,9 +276,12 @@ class AsyncClient:
         *,
         batch: int = 500,
         progress: Callable[[PruneResult], None] | None = None,
+        pause: float | timedelta | None = None,
     ) -> PruneResult:
         """See :meth:`durable.App.prune`."""
-        return await self._run(lambda ops: ops.prune(older_than, batch=batch, progress=progress))
+        return await self._run(
+            lambda ops: ops.prune(older_than, batch=batch, progress=progress, pause=pause)
+        )
 
     # -- reading -----------------------------------------------------------------------------
 

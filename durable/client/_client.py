@@ -33,7 +33,7 @@ from ..replay.vocabulary import TERMINAL_STATUSES
 from ..store import RunRow, ScheduleNotFound, Store, Unit
 from ._create import RunCreator
 from ._handle import RunHandle
-from ._ops import Op, Ops, timeout_message
+from ._ops import Op, Ops, Pause, timeout_message
 from ._outage import Outage
 from ._scheduling import Scheduling
 from ._waiter import ResultWaiter
@@ -55,6 +55,11 @@ def run_op(op: Op[T], perform: Callable[[Unit[Any]], Any]) -> T:
     try:
         unit = next(op)
         while True:
+            if isinstance(unit, Pause):
+                if unit.seconds > 0:
+                    time.sleep(unit.seconds)
+                unit = op.send(None)
+                continue
             try:
                 value = perform(unit)
             except Exception as exc:
@@ -232,9 +237,10 @@ class Client:
         *,
         batch: int = 500,
         progress: Callable[[PruneResult], None] | None = None,
+        pause: float | timedelta | None = None,
     ) -> PruneResult:
         """See :meth:`durable.App.prune`."""
-        return self._run(self.ops.prune(older_than, batch=batch, progress=progress))
+        return self._run(self.ops.prune(older_than, batch=batch, progress=progress, pause=pause))
 
     # -- results -----------------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ cannot drift apart: the checks, the messages and the meaning of every result liv
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -45,10 +47,20 @@ from ..store import (
 )
 from ._create import RunCreator
 
-__all__ = ["Op", "Ops"]
+__all__ = ["Op", "Ops", "Pause"]
 
 T = TypeVar("T")
-Op = Generator[Unit[Any], Any, T]
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """What an operation yields to wait ``seconds`` between two units (the executor
+    sleeps, holding no connection), as ``prune`` does between batches."""
+
+    seconds: float
+
+
+Op = Generator[Unit[Any] | Pause, Any, T]
 
 _STATUSES = tuple(str(s) for s in RunStatus)
 
@@ -233,8 +245,10 @@ class Ops:
         *,
         batch: int,
         progress: Callable[[PruneResult], None] | None,
+        pause: float | timedelta | None = None,
     ) -> Op[PruneResult]:
         """See :meth:`durable.App.prune`."""
+        rest = None if pause is None else seconds(pause, "pause")
         if isinstance(older_than, datetime):
             if older_than.utcoffset() is None:
                 raise ValueError("a prune cutoff datetime must be aware (with a timezone)")
@@ -245,9 +259,13 @@ class Ops:
             cutoff = utcnow() - timedelta(seconds=age)
         total = PruneResult()
         while True:
+            began = time.monotonic()
             counts = yield self.runs.prune_batch(cutoff, batch)
             if counts.runs == 0:
                 return total
+            # by default as long as the batch took: the prune takes at most about half of
+            # one database core, and the workers the rest (benchmarks/bench_scale.py)
+            yield Pause(time.monotonic() - began if rest is None else rest)
             total = PruneResult(
                 runs=total.runs + counts.runs,
                 events=total.events + counts.events,

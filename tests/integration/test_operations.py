@@ -5,6 +5,7 @@ errors for unknown or finished runs."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -167,6 +168,72 @@ def test_search_finds_arguments_and_custom_status(app: durable.App, worker: Any)
     assert found("kettle") == [bob]  # inside a list argument
     assert found("bluebird") == sorted([alice, bob])  # the custom status
     assert found("nobody") == []
+
+
+def test_search_follows_continue_as_new_and_runs_started_in_sql(
+    app: durable.App, worker: Any, dsn: str
+) -> None:
+    """What a search matches of the arguments is the current history's: after
+    continue_as_new the new arguments are found and the old ones no longer; a run started
+    by the SQL function start_run is found by its arguments too."""
+
+    @app.workflow(name="batch")
+    def batch(ctx: durable.Context, label: str) -> Any:
+        if label == "first-batch":
+            yield ctx.continue_as_new("second-batch")
+        yield ctx.wait_signal("go")
+
+    run_id = app.start(batch, "first-batch").run_id
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT durable.start_run('batch', '[\"from-sql-batch\"]'::jsonb)"
+        ).fetchone()
+    assert row is not None
+    from_sql = row[0]
+    with worker(app):
+        wait_status(app, run_id, "waiting")
+        wait_status(app, from_sql, "waiting")
+
+    def found(text: str) -> list[str]:
+        return sorted(r.run_id for r in app.list_runs(search=text).runs)
+
+    assert found("second-batch") == [run_id]
+    assert found("first-batch") == []
+    assert found("FROM-SQL") == [from_sql]
+
+
+def test_search_can_read_the_trigram_indexes(app: durable.App, dsn: str) -> None:
+    """With pg_trgm installed (it is on the servers the tests use), the list query's search
+    is one the runs_search and runs_search_custom indexes answer: its expressions are the
+    indexes' own. (Whether the planner prefers them depends on the table's size; at a few
+    thousand rows a read of every run is cheaper, so the check turns the other plans off.
+    benchmarks/bench_scale.py measures the choice at a million runs.)"""
+
+    @app.workflow(name="order")
+    def order(ctx: durable.Context, customer: str) -> Any:
+        yield ctx.sleep(0)
+
+    customers = [f"{uuid.uuid4().hex}@example.com" for _ in range(2_000)]
+    app.start_many(order, [(c,) for c in customers])
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE durable.runs")
+        query = app.store.db.q["list_runs"]  # the very statement list_runs sends
+        params = {
+            "workflow": None,
+            "status": None,
+            "search": f"%{customers[1234][:12]}%",
+            "limit": 50,
+            "offset": 0,
+        }
+        cur = conn.cursor()
+        conn.execute("SET search_path TO durable, pg_catalog")
+        conn.execute("SET enable_seqscan = off")  # and the newest-first walk
+        conn.execute("SET enable_indexscan = off")
+        plan = "\n".join(r[0] for r in cur.execute("EXPLAIN " + query, params).fetchall())
+    assert "runs_search" in plan, plan
+    assert "runs_search_custom" in plan, plan
+    page = app.list_runs(search=customers[1234][:12].upper())
+    assert [r.args for r in page.runs] == [[customers[1234]]]
 
 
 def test_stats_of_an_empty_database(app: durable.App) -> None:
@@ -414,7 +481,7 @@ def test_fork_copies_the_log_up_to_at_seq_and_does_not_repeat_those_steps(
 
 
 def test_prune_deletes_ended_runs_before_the_cutoff_in_batches(
-    app: durable.App, worker: Any, dsn: str
+    app: durable.App, worker: Any, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     @app.step()
     def work(x: int) -> int:
@@ -458,9 +525,15 @@ def test_prune_deletes_ended_runs_before_the_cutoff_in_batches(
     assert count(dsn, "SELECT count(*) FROM durable.signals WHERE run_id = %s", chatty) == 1
 
     so_far: list[int] = []  # runs pruned after each batch of at most 2
+    pauses: list[float] = []  # the waits between batches (by default: each batch's time)
+    real_sleep = time.sleep
+    monkeypatch.setattr(
+        "durable.client._client.time.sleep", lambda s: (pauses.append(s), real_sleep(s))
+    )
     result = app.prune(cutoff, batch=2, progress=lambda total: so_far.append(total.runs))
     assert (result.runs, result.events, result.signals) == (5, events_doomed, 1)
     assert so_far == [2, 4, 5]
+    assert len(pauses) == 3 and all(0 < s < 5 for s in pauses)  # after each full batch
 
     for rid in doomed:
         with pytest.raises(durable.RunNotFound):
@@ -473,6 +546,11 @@ def test_prune_deletes_ended_runs_before_the_cutoff_in_batches(
     assert sum(len(app.history(rid)) for rid in kept) == events_kept
 
     assert app.prune(cutoff, batch=2) == durable.PruneResult()
+    pauses.clear()
+    assert app.prune(cutoff, batch=2, pause=0) == durable.PruneResult()
+    assert pauses == []  # nothing was deleted: no batch to rest after
+    with pytest.raises(ValueError, match="pause"):
+        app.prune(cutoff, pause=-1)
     assert app.prune(timedelta(days=1)) == durable.PruneResult()
     assert app.prune(3600.0) == durable.PruneResult()
     with pytest.raises(ValueError, match="aware"):

@@ -33,7 +33,8 @@ _COMPARISON = re.compile(
     re.IGNORECASE,
 )
 _DEFAULT = re.compile(_SUBJECT + r"[^,;()]*?\bDEFAULT\s+(?P<rhs>'(?:[^']|'')*')", re.IGNORECASE)
-_PARENS = r"\((?P<{}>(?:[^()]|\([^()]*\))*)\)"  # one level of nesting: %(name)s, now()
+# two levels of nesting: %(name)s, now(), (%(events)s::jsonb -> 0)::text
+_PARENS = r"\((?P<{}>(?:[^()]|\((?:[^()]|\([^()]*\))*\))*)\)"
 _INSERT = re.compile(
     r"INSERT\s+INTO\s+[\w.]+\s*"
     + _PARENS.format("columns")
