@@ -42,6 +42,7 @@ from _server import BenchServer, median, three_step_app
 import durable
 
 DRAIN = 2000
+LOCK_WAIT_MS = 20  # lock waits longer than this are logged (deadlock_timeout)
 
 _LOAD_RUNS = """
 INSERT INTO durable.runs (run_id, workflow, status, created_at, started_at, finished_at,
@@ -147,6 +148,25 @@ def reads(app: durable.App, one: str) -> dict[str, float]:
     }
 
 
+def log_lock_waits(server: BenchServer) -> None:
+    """Have the server log every lock wait longer than LOCK_WAIT_MS (only a server this
+    benchmark started: a server given with --dsn keeps its settings)."""
+    if server.home is None:
+        return
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET log_lock_waits = on")
+        conn.execute(f"ALTER SYSTEM SET deadlock_timeout = '{LOCK_WAIT_MS}ms'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def lock_waits(server: BenchServer) -> int:
+    """Lock waits the server has logged so far (-1: its log is not ours to read)."""
+    log = server.home / "server.log" if server.home else None
+    if log is None or not log.exists():
+        return -1
+    return log.read_text(errors="replace").count("still waiting for")
+
+
 def claim_max_ms(server: BenchServer, dbname: str) -> float | None:
     if not server.has_pgss:
         return None
@@ -167,6 +187,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args()
     with BenchServer(dsn=args.dsn) as server:
+        log_lock_waits(server)
         empty_dsn = server.create_database("bench_scale_empty")
         big_dsn = server.create_database("bench_scale_big")
         empty, big = three_step_app(empty_dsn), three_step_app(big_dsn)
@@ -180,7 +201,10 @@ def main() -> int:
         empty.start_many("three", [()] * 10, run_ids=[f"seed-{i}" for i in range(10)])
         rate = {"empty": drain(empty, empty_dsn, "e1"), "loaded": drain(big, big_dsn, "b1")}
         rate["empty"] = median([rate["empty"], drain(empty, empty_dsn, "e2")])
+        server.reset_statements()
         rate["loaded"] = median([rate["loaded"], drain(big, big_dsn, "b2")])
+        claim_max_before = claim_max_ms(server, "bench_scale_big")
+        lock_waits_before = lock_waits(server)
         with psycopg.connect(empty_dsn, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT pg_total_relation_size('durable.events'), count(*), "
@@ -208,6 +232,7 @@ def main() -> int:
         overlapped = pruner.is_alive()  # the prune outlasted the drain beside it
         pruner.join()
         claim_max = claim_max_ms(server, "bench_scale_big")
+        lock_waits_during = lock_waits(server) - lock_waits_before
         pruned = result["pruned"]
 
         rows = [
@@ -238,8 +263,16 @@ def main() -> int:
             f"{during / rate['loaded']:.2f}x of without (target >= 0.80x)"
             + ("" if overlapped else "; the prune ended first: use more --runs")
         )
-        if claim_max is not None:
-            print(f"longest claim statement meanwhile: {claim_max:.1f} ms")
+        if claim_max is not None and claim_max_before is not None:
+            print(
+                f"longest claim statement: {claim_max:.1f} ms during the prune, "
+                f"{claim_max_before:.1f} ms in the drain before it"
+            )
+        if lock_waits_during >= 0:
+            print(
+                f"lock waits longer than {LOCK_WAIT_MS} ms during the prune "
+                f"(log_lock_waits): {lock_waits_during}"
+            )
         print(
             f"storage: {events_bytes / n_events:.0f} bytes per event, "
             f"{events_bytes / n_steps:.0f} bytes per step (events and its indexes, "
@@ -263,6 +296,8 @@ def main() -> int:
                     "seconds": result["seconds"],
                 },
                 "claim_max_ms": claim_max,
+                "claim_max_ms_before": claim_max_before,
+                "lock_waits_during_prune": lock_waits_during,
                 "bytes_per_event": events_bytes / n_events,
                 "bytes_per_step": events_bytes / n_steps,
             }

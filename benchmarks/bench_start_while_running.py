@@ -100,6 +100,7 @@ class System:
     """One system set up on a fresh database: starts workflows and runs a worker."""
 
     key: ClassVar[str]
+    schema: ClassVar[str]  # where its tables are (for storage per step)
     done_query: ClassVar[str]  # the count of completed workflows
     scenes: ClassVar[list[str]] = [DRAIN, LOOP, OTHER]
 
@@ -134,6 +135,7 @@ class System:
 
 class Pgdurable(System):
     key = "pgdurable"
+    schema = "durable"
     done_query = "SELECT count(*) FROM durable.runs WHERE status = 'completed'"
     scenes = SCENES
 
@@ -180,6 +182,7 @@ def _dbos_three() -> Callable[[], None]:
 
 class Dbos(System):
     key = "dbos"
+    schema = "dbos"
     done_query = (
         "SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND name = 'three'"
     )
@@ -224,6 +227,7 @@ class Dbos(System):
 
 class Absurd(System):
     key = "absurd"
+    schema = "absurd"
     done_query = f"SELECT count(*) FROM absurd.t_{ABSURD_QUEUE} WHERE state = 'completed'"
 
     def __init__(self, dsn: str, *, install: bool = True) -> None:
@@ -292,6 +296,7 @@ FACTORIES: dict[str, type[System]] = {
 class Sample:
     rate: float  # workflows/s
     start_ms: float | None  # median latency of the start call
+    bytes_per_step: float | None = None  # the drain's: what its schema grew by, per step
 
 
 def wait_done(dsn: str, query: str, n: int, check: Callable[[], None]) -> float:
@@ -346,13 +351,16 @@ def scene(server: BenchServer, key: str, name: str, n: int, rep: int) -> Sample:
     dsn = server.create_database(dbname)
     system = FACTORIES[key](dsn)
     latencies: list[float] = []
+    stored: float | None = None
     try:
         if name == DRAIN:
+            empty = schema_bytes(dsn, system.schema)
             system.start_all(n)
             system.prepare_worker()
             t0 = time.monotonic()
             with system.worker():
                 end = wait_done(dsn, system.done_query, n, system.check)
+            stored = (schema_bytes(dsn, system.schema) - empty) / (3 * n)
         else:
             system.prepare_worker()
             with system.worker():
@@ -375,7 +383,20 @@ def scene(server: BenchServer, key: str, name: str, n: int, rep: int) -> Sample:
         server.drop_database(dbname)
     rate = n / (end - t0)
     print(f"  {key:<10} {name:<26} {rate:8.0f} workflows/s", file=sys.stderr, flush=True)
-    return Sample(rate, median(latencies) * 1000 if latencies else None)
+    return Sample(rate, median(latencies) * 1000 if latencies else None, stored)
+
+
+def schema_bytes(dsn: str, schema: str) -> int:
+    """Every table of ``schema`` with its indexes and TOAST, as the drain left them (the
+    dead versions of updated rows included, as on a live system between vacuums)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class AS c "
+            "JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'm')",
+            (schema,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def other_process(system: System, key: str, dsn: str, n: int) -> tuple[float, float, list[float]]:
@@ -507,6 +528,16 @@ def main() -> int:
         print(" vs DBOS, vs Absurd: pgdurable's workflows/s over the peer's in the same scene.")
     else:
         print()
+    stored = {
+        key: median([x.bytes_per_step for x in results[(key, DRAIN)] if x.bytes_per_step])
+        for key in systems
+        if (key, DRAIN) in results
+    }
+    print(
+        "storage per step (what the drain added to the system's tables, indexes and TOAST, "
+        "the runs' starts and ends included, over its steps): "
+        + ", ".join(f"{label[k]} {v:,.0f} bytes" for k, v in stored.items())
+    )
     if "dbos" in systems:
         print(f"DBOS: its queue polls every {DBOS_POLL} s (default 1.0), otherwise defaults.")
     if "absurd" in systems:
@@ -523,7 +554,13 @@ def main() -> int:
             }
             for (key, name), samples in results.items()
         }
-        raw = {"server": server.version, "label": label, "reps": args.reps, "medians": medians}
+        raw = {
+            "server": server.version,
+            "label": label,
+            "reps": args.reps,
+            "medians": medians,
+            "bytes_per_step": stored,
+        }
         args.json.write_text(json.dumps(raw, indent=2))
     return 0
 

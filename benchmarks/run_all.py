@@ -63,12 +63,22 @@ def pg15_server() -> Iterator[str]:
     try:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
-            conn.execute("ALTER SYSTEM SET pg_stat_statements.track_utility = on")
         owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        # the server keeps the pg_ctl's output open: a log file, not a pipe to wait on
         subprocess.run(
-            [*owner, f"{PG15_BIN}/pg_ctl", "-D", str(folder / "data"), "-w", "restart"],
+            [
+                *owner,
+                f"{PG15_BIN}/pg_ctl",
+                "-D",
+                str(folder / "data"),
+                "-w",
+                "-l",
+                str(folder / "server.log"),
+                "restart",
+            ],
             check=True,
-            capture_output=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
             cwd="/",
         )
         yield dsn
@@ -176,6 +186,19 @@ def rows_of(version: str, f: dict[str, Any]) -> list[list[str]]:
                         target,
                     ]
                 )
+        for key, value in sh.get("bytes_per_step", {}).items():
+            out.append(
+                [
+                    "storage per step (what the drain added)" if key == "pgdurable" else "",
+                    label[key],
+                    f"{value:,.0f}",
+                    "bytes (tables, indexes, TOAST)",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
     sg = f.get("signals")
     if sg:
         for name, q in sg["scenarios"].items():

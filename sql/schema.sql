@@ -118,10 +118,12 @@ BEGIN
         EXECUTE format(
             'CREATE INDEX runs_search ON runs USING gin ('
             '(run_id || chr(31) || workflow || chr(31) || coalesce(idempotency_key, '''')'
-            ' || chr(31) || coalesce(search_args, '''')) %I.gin_trgm_ops)', trgm);
+            ' || chr(31) || coalesce(search_args, '''')) %I.gin_trgm_ops)'
+            ' WITH (gin_pending_list_limit = 128)', trgm);
         EXECUTE format(
             'CREATE INDEX runs_search_custom ON runs USING gin ('
-            '(custom_status::text) %I.gin_trgm_ops) WHERE custom_status IS NOT NULL', trgm);
+            '(custom_status::text) %I.gin_trgm_ops) WITH (gin_pending_list_limit = 128)'
+            ' WHERE custom_status IS NOT NULL', trgm);
     END IF;
 END
 $$;
