@@ -148,10 +148,10 @@ def reads(app: durable.App, one: str) -> dict[str, float]:
     }
 
 
-def log_lock_waits(server: BenchServer) -> None:
+def log_lock_waits(server: BenchServer, log: Path | None) -> None:
     """Have the server log every lock wait longer than LOCK_WAIT_MS (only a server this
-    benchmark started: a server given with --dsn keeps its settings)."""
-    if server.home is None:
+    benchmark started, or one whose log it was given: others keep their settings)."""
+    if server.home is None and log is None:
         return
     with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET log_lock_waits = on")
@@ -159,9 +159,9 @@ def log_lock_waits(server: BenchServer) -> None:
         conn.execute("SELECT pg_reload_conf()")
 
 
-def lock_waits(server: BenchServer) -> int:
+def lock_waits(server: BenchServer, log: Path | None) -> int:
     """Lock waits the server has logged so far (-1: its log is not ours to read)."""
-    log = server.home / "server.log" if server.home else None
+    log = log or (server.home / "server.log" if server.home else None)
     if log is None or not log.exists():
         return -1
     return log.read_text(errors="replace").count("still waiting for")
@@ -185,9 +185,12 @@ def main() -> int:
     parser.add_argument("--active", type=int, default=10_000)
     parser.add_argument("--dsn", help="an existing server (default: a throwaway embedded one)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--server-log", type=Path, help="the --dsn server's log, to count its lock waits"
+    )
     args = parser.parse_args()
     with BenchServer(dsn=args.dsn) as server:
-        log_lock_waits(server)
+        log_lock_waits(server, args.server_log)
         empty_dsn = server.create_database("bench_scale_empty")
         big_dsn = server.create_database("bench_scale_big")
         empty, big = three_step_app(empty_dsn), three_step_app(big_dsn)
@@ -204,7 +207,7 @@ def main() -> int:
         server.reset_statements()
         rate["loaded"] = median([rate["loaded"], drain(big, big_dsn, "b2")])
         claim_max_before = claim_max_ms(server, "bench_scale_big")
-        lock_waits_before = lock_waits(server)
+        lock_waits_before = lock_waits(server, args.server_log)
         with psycopg.connect(empty_dsn, autocommit=True) as conn:
             row = conn.execute(
                 "SELECT pg_total_relation_size('durable.events'), count(*), "
@@ -232,7 +235,12 @@ def main() -> int:
         overlapped = pruner.is_alive()  # the prune outlasted the drain beside it
         pruner.join()
         claim_max = claim_max_ms(server, "bench_scale_big")
-        lock_waits_during = lock_waits(server) - lock_waits_before
+        lock_waits_after = lock_waits(server, args.server_log)
+        lock_waits_during = (
+            lock_waits_after - lock_waits_before
+            if min(lock_waits_after, lock_waits_before) >= 0
+            else -1
+        )
         pruned = result["pruned"]
 
         rows = [

@@ -46,13 +46,13 @@ PG15_BIN = os.environ.get("PG15_BIN", "/usr/lib/postgresql/15/bin")
 
 
 @contextmanager
-def embedded_server() -> Iterator[str]:
+def embedded_server() -> Iterator[tuple[str, Path | None]]:
     with BenchServer() as server:  # pg_stat_statements preloaded
-        yield server.admin_dsn
+        yield server.admin_dsn, server.home / "server.log" if server.home else None
 
 
 @contextmanager
-def pg15_server() -> Iterator[str]:
+def pg15_server() -> Iterator[tuple[str, Path | None]]:
     """A throwaway PostgreSQL 15 cluster (.ci/pg15) restarted with pg_stat_statements."""
     folder = Path(tempfile.mkdtemp(prefix="pgdurable-bench15-"))
     script = ROOT / ".ci" / "pg15"
@@ -81,7 +81,7 @@ def pg15_server() -> Iterator[str]:
             stderr=subprocess.DEVNULL,
             cwd="/",
         )
-        yield dsn
+        yield dsn, folder / "server.log"
     finally:
         subprocess.run([str(script), "stop", str(folder)], capture_output=True, env=env)
 
@@ -109,7 +109,7 @@ def run(script: str, dsn: str, extra: list[str]) -> dict[str, Any] | None:
         target.unlink(missing_ok=True)
 
 
-def measure(version: str, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+def measure(version: str, dsn: str, log: Path | None, args: argparse.Namespace) -> dict[str, Any]:
     quick = ["--quick"] if args.quick else []
     figures: dict[str, Any] = {
         "runtime": run("bench_runtime.py", dsn, quick),
@@ -118,6 +118,7 @@ def measure(version: str, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     }
     if not args.skip_scale:
         scale = ["--runs", "100000", "--active", "1000"] if args.quick else []
+        scale += ["--server-log", str(log)] if log else []
         figures["scale"] = run("bench_scale.py", dsn, scale)
     return figures
 
@@ -269,6 +270,24 @@ def rows_of(version: str, f: dict[str, Any]) -> list[list[str]]:
                 f"≥ 0.80x ({sc['during_prune'] / t['loaded']:.2f}x)",
             ]
         )
+        if sc.get("claim_max_ms") is not None and sc.get("claim_max_ms_before") is not None:
+            out.append(
+                [
+                    "longest claim statement during the prune",
+                    "pgdurable",
+                    f"{sc['claim_max_ms']:.1f}",
+                    f"ms (before it: {sc['claim_max_ms_before']:.1f})",
+                    "",
+                    "",
+                    "",
+                    "",
+                ]
+            )
+        if sc.get("lock_waits_during_prune", -1) >= 0:
+            waits = str(sc["lock_waits_during_prune"])
+            out.append(
+                ["lock waits > 20 ms during the prune", "pgdurable", waits, "", "", "", "", "0"]
+            )
         out.append(
             [
                 "storage per step",
@@ -336,8 +355,8 @@ def main() -> int:
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     for version in args.servers:
-        with SERVERS[version]() as dsn:
-            results[version] = measure(version, dsn, args)
+        with SERVERS[version]() as (dsn, log):
+            results[version] = measure(version, dsn, log, args)
     text = table(results)
     print("\n" + text)
     if not args.no_readme:

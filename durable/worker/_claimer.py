@@ -70,8 +70,6 @@ class Claimer:
                     claimed = self._leases.claim(
                         state.worker_id, limit, self._lease_seconds, workflows
                     )
-                    if len(claimed) < limit and self._queues_worth_a_look():
-                        claimed += self._claim_queued(limit - len(claimed), workflows)
                     failures = 0
                 except DurableError as exc:
                     failures += 1
@@ -84,10 +82,18 @@ class Claimer:
                     )
                     state.stopping.wait(delay)
                     continue
+                # the runs claimed go to work before the queues' claim is sent: a signal
+                # or a start waits for one statement, not two
                 if claimed:
                     self._dispatch(claimed)
-                    if len(claimed) == limit:
-                        continue
+                got = len(claimed)
+                if got < limit and self._queues_worth_a_look():
+                    queued = self._claim_queued(limit - got, workflows)
+                    if queued:
+                        self._dispatch(queued)
+                    got += len(queued)
+                if got == limit:
+                    continue
             state.wake.wait(state.wait_time())
 
     def _queues_worth_a_look(self) -> bool:
