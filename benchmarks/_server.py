@@ -20,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -402,3 +402,26 @@ def three_step_app(dsn: str) -> Any:
         yield noop(2)
 
     return app
+
+
+def wait_done(
+    dsn: str,
+    query: str,
+    n: int,
+    *,
+    params: Sequence[Any] | None = None,
+    check: Callable[[], None] | None = None,
+    timeout: float = 600.0,
+) -> float:
+    """Until ``query`` (a count) reaches n, polling every 20 ms on a connection of its
+    own; the monotonic time it did. ``check`` runs between polls (it may raise)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(query, params).fetchone()
+            if row and row[0] >= n:
+                return time.monotonic()
+            if check is not None:
+                check()
+            time.sleep(0.02)
+    raise SystemExit(f"only some of {n} workflows completed within {timeout:.0f}s")

@@ -37,7 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg
-from _server import BenchServer, median, three_step_app
+from _server import BenchServer, median, three_step_app, wait_done
 
 import durable
 
@@ -113,15 +113,14 @@ def drain(app: durable.App, dsn: str, tag: str) -> float:
     """Workflows/s of DRAIN three-step runs started at once and drained at c=16."""
     app.start_many("three", [()] * DRAIN, run_ids=[f"{tag}-{i}" for i in range(DRAIN)])
     t0 = time.monotonic()
-    with app.worker(concurrency=16), psycopg.connect(dsn, autocommit=True) as conn:
-        while True:
-            row = conn.execute(
-                "SELECT count(*) FROM durable.runs WHERE run_id LIKE %s AND status = 'completed'",
-                (f"{tag}-%",),
-            ).fetchone()
-            if row and row[0] >= DRAIN:
-                return DRAIN / (time.monotonic() - t0)
-            time.sleep(0.02)
+    with app.worker(concurrency=16):
+        end = wait_done(
+            dsn,
+            "SELECT count(*) FROM durable.runs WHERE run_id LIKE %s AND status = 'completed'",
+            DRAIN,
+            params=(f"{tag}-%",),
+        )
+    return DRAIN / (end - t0)
 
 
 def timed_ms(fn: Any, repeat: int) -> float:

@@ -77,12 +77,17 @@ from _peers import (  # noqa: E402
     dbos_config,
     installed,
 )
-from _server import BenchServer, exit_on_sigterm, median, three_step_app  # noqa: E402
+from _server import (  # noqa: E402
+    BenchServer,
+    exit_on_sigterm,
+    median,
+    three_step_app,
+    wait_done,
+)
 
 CONCURRENCY = 16
 BATCH = 100
 IDLE = 0.5  # seconds the worker runs idle before the first start, as in a service
-POLL_INTERVAL = 0.02  # seconds between count queries
 TIMEOUT = 600.0  # seconds to wait for the N completions of one scene
 DBOS_QUEUE = "bench"
 
@@ -299,19 +304,6 @@ class Sample:
     bytes_per_step: float | None = None  # the drain's: what its schema grew by, per step
 
 
-def wait_done(dsn: str, query: str, n: int, check: Callable[[], None]) -> float:
-    """Until ``query`` counts n; the monotonic time it did (polls every 20 ms)."""
-    deadline = time.monotonic() + TIMEOUT
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            row = conn.execute(query).fetchone()
-            if row and row[0] >= n:
-                return time.monotonic()
-            check()
-            time.sleep(POLL_INTERVAL)
-    raise SystemExit(f"only some of {n} workflows completed within {TIMEOUT:.0f}s")
-
-
 def client_command(key: str, dsn: str, n: int) -> list[str]:
     return [
         sys.executable,
@@ -359,7 +351,7 @@ def scene(server: BenchServer, key: str, name: str, n: int, rep: int) -> Sample:
             system.prepare_worker()
             t0 = time.monotonic()
             with system.worker():
-                end = wait_done(dsn, system.done_query, n, system.check)
+                end = wait_done(dsn, system.done_query, n, check=system.check, timeout=TIMEOUT)
             stored = (schema_bytes(dsn, system.schema) - empty) / (3 * n)
         else:
             system.prepare_worker()
@@ -377,7 +369,7 @@ def scene(server: BenchServer, key: str, name: str, n: int, rep: int) -> Sample:
                         else:
                             system.start()
                             latencies.append(time.perf_counter() - s)
-                    end = wait_done(dsn, system.done_query, n, system.check)
+                    end = wait_done(dsn, system.done_query, n, check=system.check, timeout=TIMEOUT)
     finally:
         system.close()
         server.drop_database(dbname)
@@ -417,7 +409,7 @@ def other_process(system: System, key: str, dsn: str, n: int) -> tuple[float, fl
                 raise SystemExit(f"the {key} client failed (exit {proc.returncode}):\n{tail}")
 
         try:
-            end = wait_done(dsn, system.done_query, n, check)
+            end = wait_done(dsn, system.done_query, n, check=check, timeout=TIMEOUT)
             stdout, stderr = proc.communicate(timeout=TIMEOUT)
         except BaseException:
             proc.kill()
