@@ -60,19 +60,12 @@ def active() -> bool:
     """Whether anything would be recorded: the API is installed and the application set a
     tracer or meter provider (without one the API records nothing; skipping the calls
     keeps a step's cost as without the API)."""
-    global _active
-    if _active or not ENABLED:
-        return _active
-    # A provider, once set, stays (the API sets each once): True is kept, and until
-    # then each call asks again (the application may set one at any time).
-    _active = (
+    if not ENABLED:
+        return False
+    return (
         not isinstance(_trace.get_tracer_provider(), _trace.ProxyTracerProvider)
         or type(_metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
     )
-    return _active
-
-
-_active = False
 
 
 _instruments: dict[str, Any] = {}

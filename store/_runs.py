@@ -38,7 +38,7 @@ __all__ = ["NEW_UNQUEUED", "Created", "RunStore"]
 
 # The work channel's payload for the start of runs of no queue (not a run id: nobody
 # holds a new run). Any other payload may concern a queue's run: a worker claims through
-# its queues then too; this one spares it that statement (docs/internals.md, "Claims").
+# its queues then too; this one spares it that statement (docs/internals.md, 4.1).
 NEW_UNQUEUED = "*new*"
 
 _MAX_SEQ = 2**31 - 1

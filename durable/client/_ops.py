@@ -263,9 +263,6 @@ class Ops:
             counts = yield self.runs.prune_batch(cutoff, batch)
             if counts.runs == 0:
                 return total
-            # by default as long as the batch took: the prune takes at most about half of
-            # one database core, and the workers the rest (benchmarks/bench_scale.py)
-            yield Pause(time.monotonic() - began if rest is None else rest)
             total = PruneResult(
                 runs=total.runs + counts.runs,
                 events=total.events + counts.events,
@@ -273,6 +270,9 @@ class Ops:
             )
             if progress is not None:
                 progress(total)
+            # by default as long as the batch took: the prune takes at most about half of
+            # one database core, and the workers the rest (benchmarks/bench_scale.py)
+            yield Pause(time.monotonic() - began if rest is None else rest)
 
     # -- reading -----------------------------------------------------------------------------
 
