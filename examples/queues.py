@@ -49,11 +49,12 @@ def main() -> None:
         if run.status not in ("completed", "failed", "cancelled", "timed_out"):
             app.cancel(run.run_id)  # left over from an interrupted earlier demo
     handles = [
-        app.start(report, "acme", "acme-monthly"),
-        app.start(report, "acme", "acme-weekly"),
-        app.start(report, "globex", "globex-monthly"),
-        app.start(report, "initech", "initech-audit", priority=-1),  # urgent: goes first
-        app.start(report, "globex", "globex-weekly"),
+        app.start(report, "acme", "acme-monthly", concurrency_key="acme"),
+        app.start(report, "acme", "acme-weekly", concurrency_key="acme"),
+        app.start(report, "globex", "globex-monthly", concurrency_key="globex"),
+        # urgent: goes first
+        app.start(report, "initech", "initech-audit", priority=-1, concurrency_key="initech"),
+        app.start(report, "globex", "globex-weekly", concurrency_key="globex"),
     ]
     digest = app.start(report, "all", "digest", dedup_key="nightly-digest", priority=5)
     again = app.start(report, "all", "digest", dedup_key="nightly-digest", priority=5)
